@@ -1,0 +1,103 @@
+"""Input validation shared by functional ops, layers, losses and optimizers.
+
+Validation happens once, here in Python, before a kernel runs: the compiled loops have
+bounds checks off, so everything they index must already be known to be in range.
+Every message names the argument, what was expected and what was given.
+"""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def describe(x):
+    """A short description of a value for error messages."""
+    if isinstance(x, np.ndarray):
+        return f"an array of shape {x.shape} and dtype {x.dtype}"
+    return f"{type(x).__name__} {x!r}"
+
+
+def as_floating(x, name, dtype=None):
+    """``x`` as a C-contiguous float32/float64 ndarray.
+
+    dtype=None keeps the input's floating precision (float16 is promoted to float32);
+    otherwise floating input is cast to ``dtype`` (a module computes in its parameters'
+    dtype). Integer, bool, complex and object input raise TypeError: a silent cast
+    would hide a bug (labels passed where images were meant, say).
+    """
+    if not isinstance(x, np.ndarray):
+        if isinstance(x, (numbers.Real, list, tuple)) and not isinstance(x, bool):
+            x = np.asarray(x)
+        else:
+            raise TypeError(f"{name} must be a floating numpy array, got {describe(x)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name} must have a floating dtype (float32 or float64), got dtype {x.dtype}")
+    target = np.dtype(dtype) if dtype is not None else (x.dtype if x.dtype in FLOAT_DTYPES else np.dtype(np.float32))
+    return np.ascontiguousarray(x, dtype=target)
+
+
+def as_int_labels(y, name, num_classes=None, shape=None):
+    """Integer class labels as a C-contiguous int64 array, each in [0, num_classes)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if shape is not None and y.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {y.shape}")
+    if num_classes is not None and y.size and (y.min() < 0 or y.max() >= num_classes):
+        bad = y.min() if y.min() < 0 else y.max()
+        raise ValueError(f"{name} must lie in [0, {num_classes}), got a label {int(bad)}")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def check_ndim(x, ndims, name, layout=None):
+    """Raise ValueError unless ``x.ndim`` is one of ``ndims`` (an int or a tuple of ints)."""
+    ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
+    if x.ndim not in ndims:
+        want = " or ".join(f"{n}-D" for n in ndims) + (f" {layout}" if layout else "")
+        raise ValueError(f"{name} must be {want}, got shape {x.shape}")
+
+
+def check_int(value, name, minimum=None):
+    """``value`` as a Python int, with an optional lower bound."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral,)):
+        raise TypeError(f"{name} must be an int, got {describe(value)}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def pair(value, name, minimum=0):
+    """An int or a pair of ints as a tuple ``(h, w)``, each >= ``minimum``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return (check_int(value[0], name, minimum), check_int(value[1], name, minimum))
+    v = check_int(value, name, minimum)
+    return (v, v)
+
+
+def check_number(value, name, minimum=None, maximum=None, min_open=False):
+    """``value`` as a Python float within the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {describe(value)}")
+    value = float(value)
+    if not np.isfinite(value) and (minimum is not None or maximum is not None):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and (value < minimum or (min_open and value == minimum)):
+        raise ValueError(f"{name} must be {'>' if min_open else '>='} {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_reduction(reduction):
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    return reduction
+
+
+def check_same_shape(a, b, name_a, name_b):
+    if a.shape != b.shape:
+        raise ValueError(f"{name_b} must have the shape of {name_a} {a.shape}, got {b.shape}")

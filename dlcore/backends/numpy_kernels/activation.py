@@ -1,0 +1,2 @@
+"""NumPy twins for src/dlcore/activation.pyx (being written)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""NumPy twins for src/dlcore/conv.pyx (being written)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""NumPy twins for src/dlcore/optim.pyx (being written)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""NumPy twins for src/dlcore/pool.pyx (being written)."""
+__all__ = []

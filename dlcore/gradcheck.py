@@ -1,0 +1,2 @@
+def gradcheck(module, *inputs, **kw):
+    raise NotImplementedError

@@ -1,0 +1,181 @@
+"""Build dlcore's compiled kernels: one Cython extension per stem in src/dlcore.
+
+Build policy (all from the environment, so CI and users can steer it):
+
+* OpenMP is probed by compiling, linking and running a tiny C program. When the probe
+  fails the build warns and continues serial; ``DLCORE_NO_OPENMP=1`` forces serial and
+  ``DLCORE_FAIL_NO_OPENMP=1`` turns a failed probe into an error (CI uses it).
+* Flags are safe ones: ``-O3`` and ``-g0``. Never ``-ffast-math`` (it breaks NaN/Inf and
+  sets flush-to-zero for the whole process) and never ``-march=native`` (SIGILL on
+  another CPU). ``DLCORE_DEBUG_SYMBOLS=1`` keeps ``-g``.
+* ``DLCORE_CYTHON_DEBUG=1`` turns bounds and wraparound checks back on.
+* ``DLCORE_ONLY=stem1,stem2`` builds a subset (handy while developing one kernel).
+* The generated C is never committed, and an sdist ships only .pyx/.pxd sources.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import warnings
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+# One compiled module per stem: src/dlcore/<stem>.pyx -> dlcore.backends.cython_kernels.<stem>
+KERNEL_STEMS = ["_info", "conv", "pool", "activation", "optim"]
+
+CYTHON_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "initializedcheck": False,
+    "nonecheck": False,
+    "cdivision": True,
+    "binding": True,  # so inspect.signature works on compiled kernels (the registry test uses it)
+    "embedsignature": True,
+}
+if os.environ.get("DLCORE_CYTHON_DEBUG") == "1":
+    CYTHON_DIRECTIVES.update(boundscheck=True, wraparound=True, initializedcheck=True)
+
+
+def _flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
+def _openmp_flags(compiler_type):
+    """(compile_args, link_args) to try for this compiler."""
+    if compiler_type == "msvc":
+        return ["/openmp"], []
+    if sys.platform == "darwin":
+        # Apple clang has no -fopenmp; libomp (e.g. from Homebrew) is used through the preprocessor.
+        prefix = None
+        for candidate in (os.environ.get("LIBOMP_PREFIX"), "/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
+            if candidate and os.path.isdir(candidate):
+                prefix = candidate
+                break
+        compile_args, link_args = ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+        if prefix:
+            compile_args.append(f"-I{prefix}/include")
+            link_args += [f"-L{prefix}/lib", f"-Wl,-rpath,{prefix}/lib"]
+        return compile_args, link_args
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+PROBE_SOURCE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel reduction(+:n)
+        n += 1;
+        printf("%d\\n", n);
+        return n >= 1 ? 0 : 1;
+    }
+    """
+)
+
+
+def probe_openmp(compiler, compile_args, link_args):
+    """Compile, link and run PROBE_SOURCE; True when all three work."""
+    tmp = tempfile.mkdtemp(prefix="dlcore-omp-")
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp)
+        with open("probe.c", "w") as fh:
+            fh.write(PROBE_SOURCE)
+        objects = compiler.compile(["probe.c"], extra_postargs=compile_args)
+        compiler.link_executable(objects, "probe", extra_postargs=link_args)
+        exe = os.path.join(tmp, "probe" + (".exe" if sys.platform == "win32" else ""))
+        out = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+        return out.returncode == 0 and out.stdout.strip().isdigit()
+    except Exception:  # any failure (missing header, link error, crash) means "no OpenMP"
+        return False
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    """Adds OpenMP and optimization flags once the compiler is known."""
+
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            base = ["/O2"]
+        else:
+            base = ["-O3"] + ([] if _flag("DLCORE_DEBUG_SYMBOLS") else ["-g0"])
+            base += ["-Wno-unused-function", "-Wno-unreachable-code"]
+        omp_compile, omp_link = _openmp_flags(ctype)
+        use_openmp = False
+        if _flag("DLCORE_NO_OPENMP"):
+            warnings.warn("DLCORE_NO_OPENMP is set: building dlcore's kernels serial (no OpenMP).")
+        elif probe_openmp(self.compiler, omp_compile, omp_link):
+            use_openmp = True
+        else:
+            msg = (
+                f"OpenMP probe failed with {ctype} and flags {omp_compile} {omp_link}: "
+                "building dlcore's kernels serial. On macOS install libomp (brew install libomp)."
+            )
+            if _flag("DLCORE_FAIL_NO_OPENMP"):
+                raise RuntimeError(msg)
+            warnings.warn(msg)
+        from Cython import __version__ as cython_version
+
+        compiler_name = _compiler_version((getattr(self.compiler, "compiler_so", None) or [ctype])[0])
+        for ext in self.extensions:
+            ext.extra_compile_args = base + (omp_compile if use_openmp else [])
+            ext.extra_link_args = omp_link if use_openmp else []
+            ext.define_macros += [
+                ("DLCORE_COMPILER", _c_string(compiler_name)),
+                ("DLCORE_COMPILE_ARGS", _c_string(" ".join(ext.extra_compile_args))),
+                ("DLCORE_CYTHON_VERSION", _c_string(cython_version)),
+            ]
+        super().build_extensions()
+
+
+def _compiler_version(executable):
+    """'gcc (Debian 12.2.0-14) 12.2.0' -- the first line of ``executable --version``."""
+    try:
+        out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.splitlines()[0].strip() or executable
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return executable
+
+
+def _c_string(text):
+    """A C string literal usable as a -D macro value."""
+    return '"' + text.replace("\\", "\\\\").replace('"', "'") + '"'
+
+
+def extensions():
+    only = [s for s in os.environ.get("DLCORE_ONLY", "").split(",") if s]
+    stems = [s for s in KERNEL_STEMS if not only or s in only]
+    exts = [
+        Extension(f"dlcore.backends.cython_kernels.{stem}", [f"src/dlcore/{stem}.pyx"])
+        for stem in stems
+    ]
+    from Cython.Build import cythonize
+
+    return cythonize(
+        exts,
+        include_path=["src"],
+        compiler_directives=CYTHON_DIRECTIVES,
+        quiet=True,
+        # A relative cache keeps parallel developer builds of different stems apart.
+        nthreads=1,
+    )
+
+
+def _building_extensions():
+    # No cythonize for sdists and metadata-only commands: the sdist ships .pyx, not C.
+    meta_only = {"sdist", "egg_info", "--help", "-h", "--version", "clean", "dist_info"}
+    return not (set(sys.argv[1:]) & meta_only) or "bdist_wheel" in sys.argv
+
+
+setup(
+    ext_modules=extensions() if _building_extensions() else [],
+    cmdclass={"build_ext": BuildExt},
+)
