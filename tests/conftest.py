@@ -70,3 +70,10 @@ except ImportError:
     pass
 
 requires_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+
+
+def pytest_collection_finish(session):
+    """CI sets DLCORE_MIN_TESTS: collecting fewer tests than that means a broken suite, not a green one."""
+    minimum = int(os.environ.get("DLCORE_MIN_TESTS", "0"))
+    if len(session.items) < minimum:
+        raise pytest.UsageError(f"collected only {len(session.items)} tests, expected at least {minimum}")
