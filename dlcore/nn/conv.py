@@ -1,2 +1,255 @@
-"""(being written)"""
-__all__ = []
+"""Convolution layers: Conv2d and ConvTranspose2d.
+
+The layers hold the weight and bias in torch's layouts and initialization; the work
+(im2col + GEMM forward, GEMM + col2im backward) is ``F.conv2d_forward`` /
+``F.conv2d_backward`` and their transposed twins.
+"""
+import math
+
+import numpy as np
+
+from .. import functional as F
+from .._checks import as_floating, check_int, pair
+from .._random import generator
+from .module import Module, Parameter
+
+__all__ = ["Conv2d", "ConvTranspose2d"]
+
+
+# ---- helpers shared by the layers of conv.py, pooling.py and normalization.py --------------
+def _forward_done(module, out):
+    """Remember the output's shape and dtype so backward can check grad_output."""
+    module._out_shape = out.shape
+    module._out_dtype = out.dtype
+
+
+def _checked_grad(module, grad_output):
+    """grad_output validated against the most recent forward's output (RuntimeError if none)."""
+    if getattr(module, "_ctx", None) is None:
+        raise RuntimeError(f"{type(module).__name__}.backward called before forward")
+    g = as_floating(grad_output, "grad_output", module._out_dtype)
+    if g.shape != module._out_shape:
+        raise ValueError(f"grad_output must have the output's shape {module._out_shape}, got {g.shape}")
+    return g
+
+
+def _uniform(shape, bound, dtype):
+    """U(-bound, bound) from dlcore's generator (drawn in float64, then cast)."""
+    return generator().uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def _check_image(module, x, channels):
+    """A (N, C, H, W) input with ``channels`` channels."""
+    name = type(module).__name__
+    if x.ndim != 4:
+        raise ValueError(f"{name} expects a 4-D input (N, C, H, W), got shape {x.shape}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} expects input with in_channels={channels} channels (dim 1), got shape {x.shape}")
+
+
+class _ConvNd(Module):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, bias, dtype):
+        super().__init__()
+        self.in_channels = check_int(in_channels, "in_channels", 1)
+        self.out_channels = check_int(out_channels, "out_channels", 1)
+        self.kernel_size = pair(kernel_size, "kernel_size", 1)
+        self.stride = pair(stride, "stride", 1)
+        self.padding = pair(padding, "padding", 0)
+        self._dtype = np.dtype(dtype)
+        if self._dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self._dtype}")
+        self._ctx = None
+
+    def reset_parameters(self):
+        """torch's init: kaiming_uniform_(weight, a=sqrt(5)) and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+        With gain = sqrt(2 / (1 + a^2)) = sqrt(1/3), the weight bound is
+        gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in).
+        """
+        fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
+        gain = math.sqrt(2.0 / (1.0 + 5.0))
+        bound = gain * math.sqrt(3.0 / fan_in)
+        self.weight.data[...] = _uniform(self.weight.shape, bound, self.weight.dtype)
+        if self.bias is not None:
+            self.bias.data[...] = _uniform(self.bias.shape, 1.0 / math.sqrt(fan_in), self.bias.dtype)
+
+    def _bias_data(self):
+        return None if self.bias is None else self.bias.data
+
+    def backward(self, grad_output):
+        """Returns dL/dx; adds dL/dweight (and dL/dbias) into the parameters' ``.grad``."""
+        g = _checked_grad(self, grad_output)
+        grad_input, grad_weight, grad_bias = self._backward_op(g, self._ctx)
+        self.weight.accumulate_grad(grad_weight)
+        if self.bias is not None:
+            self.bias.accumulate_grad(grad_bias)
+        return grad_input
+
+    def extra_repr(self):
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+        if getattr(self, "output_padding", (0, 0)) != (0, 0):
+            text += f", output_padding={self.output_padding}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvNd):
+    r"""2-D convolution (cross-correlation, as torch) over an ``(N, C_in, H, W)`` input.
+
+    Forward, with :math:`x_p` the input zero-padded by ``padding`` and stride s:
+
+    .. math::
+
+        y_{n,o,i,j} = b_o + \sum_{c=0}^{C_{in}-1}\sum_{p=0}^{k_h-1}\sum_{q=0}^{k_w-1}
+                      W_{o,c,p,q}\, x_{p;\,n,c,\,s_h i+p,\,s_w j+q}
+
+    computed as im2col + one GEMM: ``cols (N, C_in*kh*kw, H_out*W_out)``, ``y = W_flat @ cols``.
+
+    Backward, with :math:`g = \partial L/\partial y`:
+
+    .. math::
+
+        \frac{\partial L}{\partial W_{o,c,p,q}} = \sum_{n,i,j} g_{n,o,i,j}\,x_{p;\,n,c,\,s_h i+p,\,s_w j+q},
+        \qquad \frac{\partial L}{\partial b_o} = \sum_{n,i,j} g_{n,o,i,j},
+
+    .. math::
+
+        \frac{\partial L}{\partial x_p} = \mathrm{col2im}\big(W_{flat}^\top g\big)
+        \quad(\text{every input pixel collects } W_{o,c,p,q}\,g_{n,o,i,j}
+        \text{ from each window that saw it; the padding is then cropped}),
+
+    i.e. dL/dx is the transposed convolution of g with the same weight.
+
+    Args:
+        in_channels (int): C_in.  out_channels (int): C_out.
+        kernel_size (int or pair): (kh, kw).  stride (int or pair, default 1): >= 1.
+        padding (int or pair, default 0): zeros added on each side, >= 0.
+        bias (bool, default True).  dtype (default float32).
+
+    Shape:
+        input ``(N, C_in, H, W)``, output ``(N, C_out, H_out, W_out)`` with
+        ``H_out = floor((H + 2*padding_h - kh) / stride_h) + 1`` (W likewise); the kernel
+        must fit in the padded input (``kh <= H + 2*padding_h``).
+
+    Attributes:
+        weight: ``(C_out, C_in, kh, kw)``, init U(-bound, bound) with torch's
+            kaiming_uniform(a=sqrt(5)): bound = gain*sqrt(3/fan_in) = 1/sqrt(fan_in),
+            fan_in = C_in*kh*kw.
+        bias: ``(C_out,)``, init U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    Examples::
+
+        >>> conv = Conv2d(1, 6, 5, padding=2)
+        >>> y = conv(np.zeros((8, 1, 28, 28), np.float32))    # (8, 6, 28, 28)
+        >>> grad_x = conv.backward(np.ones_like(y))
+    """
+
+    def _backward_op(self, g, ctx):
+        return F.conv2d_backward(g, ctx)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype=np.float32):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, dtype)
+        kh, kw = self.kernel_size
+        self.weight = Parameter(np.empty((self.out_channels, self.in_channels, kh, kw), dtype=self._dtype))
+        self.bias = Parameter(np.empty(self.out_channels, dtype=self._dtype)) if bias else None
+        self.reset_parameters()
+
+    def forward(self, x):
+        x = self._as_input(x)
+        _check_image(self, x, self.in_channels)
+        for axis, size in ((0, x.shape[2]), (1, x.shape[3])):
+            padded = size + 2 * self.padding[axis]
+            if self.kernel_size[axis] > padded:
+                raise ValueError(
+                    f"Conv2d kernel_size {self.kernel_size} is larger than the padded input: "
+                    f"input {x.shape[2:]} with padding {self.padding} gives {padded} along "
+                    f"{'H' if axis == 0 else 'W'}")
+        out, self._ctx = F.conv2d_forward(x, self.weight.data, self._bias_data(), self.stride, self.padding)
+        _forward_done(self, out)
+        return out
+
+
+class ConvTranspose2d(_ConvNd):
+    r"""2-D transposed convolution ("deconvolution"): the gradient of Conv2d w.r.t. its input.
+
+    Forward: every input pixel scatters a kernel-sized patch, weighted by its value, into
+    the (padded) output; overlapping patches add; then ``padding`` is cropped from each side:
+
+    .. math::
+
+        y_{p;\,n,o,\,s_h i+p,\,s_w j+q} \mathrel{+}= \sum_{c} x_{n,c,i,j}\, W_{c,o,p,q},
+        \qquad y = \mathrm{crop}(y_p) + b_o
+
+    computed as one GEMM ``cols = W_flat^T @ x`` then col2im.
+
+    Backward, with :math:`g = \partial L/\partial y` zero-padded to :math:`g_p`:
+
+    .. math::
+
+        \frac{\partial L}{\partial x_{n,c,i,j}} = \sum_{o,p,q} W_{c,o,p,q}\, g_{p;\,n,o,\,s_h i+p,\,s_w j+q}
+        \quad(\text{a Conv2d of } g \text{ with the same weight}),
+
+    .. math::
+
+        \frac{\partial L}{\partial W_{c,o,p,q}} = \sum_{n,i,j} x_{n,c,i,j}\, g_{p;\,n,o,\,s_h i+p,\,s_w j+q},
+        \qquad \frac{\partial L}{\partial b_o} = \sum_{n,h,w} g_{n,o,h,w}.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride (default 1), padding (default 0)
+        as Conv2d; output_padding (int or pair, default 0): extra rows/columns added on
+        one side of the output, each < stride (it picks among the input sizes a strided
+        Conv2d maps to the same size); bias (default True); dtype (default float32).
+
+    Shape:
+        input ``(N, C_in, H, W)``, output ``(N, C_out, H_out, W_out)`` with
+        ``H_out = (H - 1)*stride_h - 2*padding_h + kh + output_padding_h`` (W likewise),
+        which must be >= 1.
+
+    Attributes:
+        weight: ``(C_in, C_out, kh, kw)`` (torch's layout for transposed convolution),
+            init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) by torch's kaiming_uniform(a=sqrt(5)),
+            where torch computes fan_in = weight.shape[1]*kh*kw = C_out*kh*kw.
+        bias: ``(C_out,)``, init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with the same fan_in.
+
+    Examples::
+
+        >>> up = ConvTranspose2d(16, 8, 2, stride=2)
+        >>> y = up(np.zeros((4, 16, 7, 7), np.float32))    # (4, 8, 14, 14)
+    """
+
+    def _backward_op(self, g, ctx):
+        return F.conv_transpose2d_backward(g, ctx)
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
+                 bias=True, dtype=np.float32):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, dtype)
+        self.output_padding = pair(output_padding, "output_padding", 0)
+        for axis in (0, 1):
+            if self.output_padding[axis] >= self.stride[axis]:
+                raise ValueError(f"output_padding must be smaller than stride {self.stride}, "
+                                 f"got output_padding {self.output_padding}")
+        kh, kw = self.kernel_size
+        self.weight = Parameter(np.empty((self.in_channels, self.out_channels, kh, kw), dtype=self._dtype))
+        self.bias = Parameter(np.empty(self.out_channels, dtype=self._dtype)) if bias else None
+        self.reset_parameters()
+
+    def output_shape(self, input_shape):
+        """``(N, C_out, H_out, W_out)`` for an input of shape ``(N, C_in, H, W)``."""
+        n, _, h, w = input_shape
+        sizes = [(size - 1) * s - 2 * p + k + op for size, s, p, k, op in
+                 zip((h, w), self.stride, self.padding, self.kernel_size, self.output_padding)]
+        return (n, self.out_channels, sizes[0], sizes[1])
+
+    def forward(self, x):
+        x = self._as_input(x)
+        _check_image(self, x, self.in_channels)
+        shape = self.output_shape(x.shape)
+        if min(shape[2:]) < 1:
+            raise ValueError(f"ConvTranspose2d output would be empty: input {x.shape[2:]} with "
+                             f"kernel_size {self.kernel_size}, stride {self.stride}, padding {self.padding} "
+                             f"gives output size {shape[2:]}")
+        out, self._ctx = F.conv_transpose2d_forward(x, self.weight.data, self._bias_data(), self.stride,
+                                                    self.padding, self.output_padding)
+        _forward_done(self, out)
+        return out
