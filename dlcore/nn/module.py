@@ -5,6 +5,29 @@ backward pass will need; ``backward(grad_output)`` returns dLoss/dInput for that
 recent forward and ADDS dLoss/dParameter into each ``param.grad`` (as torch's autograd
 accumulates). Backpropagation through a network is then the chain rule written out:
 ``Sequential.backward`` calls its children's ``backward`` in reverse order.
+
+In the notes' notation, a layer ``m`` maps its input ``y^(m-1)`` to its output
+``y^(m)``; its ``backward`` receives ``∂L/∂y^(m)`` (``grad_output``) and returns
+``∂L/∂y^(m-1)`` (``grad_input``), adding ``∂L/∂W^(m)`` and ``∂L/∂b^(m)`` into the
+parameters' ``.grad`` on the way.
+
+Writing a layer::
+
+    class Scale(Module):
+        def __init__(self, n, dtype=np.float32):
+            super().__init__()
+            self.weight = Parameter(np.ones(n, dtype=dtype))
+
+        def forward(self, x):
+            x = self._as_input(x)                 # floating, cast to the module's dtype
+            out = x * self.weight.data
+            self._save_for_backward(out, x)       # remembers the output's shape too
+            return out
+
+        def backward(self, grad_output):
+            g, x = self._saved_for_backward(grad_output)   # RuntimeError / ValueError checks
+            self.weight.accumulate_grad((g * x).sum(axis=0))
+            return g * self.weight.data
 """
 from collections import OrderedDict
 
@@ -12,17 +35,28 @@ import numpy as np
 
 from .._checks import FLOAT_DTYPES, as_floating, describe
 
+__all__ = ["Module", "Parameter"]
+
 
 class Parameter:
-    """A trainable array: ``.data`` (ndarray) and ``.grad`` (same shape, or None before any backward)."""
+    """A trainable array: ``.data`` (ndarray) and ``.grad`` (same shape, or None before any backward).
+
+    ``Parameter(data)`` keeps ``data`` itself when it is already a writable C-contiguous
+    float32/float64 array (as ``torch.nn.Parameter`` shares its tensor), and copies it
+    otherwise. Integer or other non-floating data raises TypeError.
+    """
 
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
+        if isinstance(data, Parameter):
+            data = data.data
         data = np.asarray(data)
         if data.dtype not in FLOAT_DTYPES:
             raise TypeError(f"Parameter data must be float32 or float64, got dtype {data.dtype}")
-        self.data = np.ascontiguousarray(data)
+        if not (data.flags.c_contiguous and data.flags.writeable):
+            data = np.array(data, order="C", copy=True)
+        self.data = data
         self.grad = None
 
     @property
@@ -42,23 +76,53 @@ class Parameter:
         return self.data.ndim
 
     def __array__(self, dtype=None, copy=None):
-        return self.data if dtype is None else self.data.astype(dtype)
+        if dtype is None and not copy:
+            return self.data
+        return np.array(self.data, dtype=dtype, copy=True)
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
     def accumulate_grad(self, grad):
-        """``grad`` added into ``.grad`` (allocated as zeros on first use)."""
+        """Add ``grad`` into ``.grad`` (allocated as zeros of the parameter's shape on first use).
+
+        ``grad`` must have the parameter's shape exactly (no broadcasting): a mismatch is a
+        bug in a layer's backward and raises ValueError.
+        """
+        grad = np.asarray(grad)
+        if grad.shape != self.data.shape:
+            raise ValueError(
+                f"gradient for a parameter of shape {self.data.shape} has shape {grad.shape}"
+            )
         if self.grad is None:
             self.grad = np.zeros_like(self.data)
+        elif self.grad.shape != self.data.shape:
+            raise ValueError(
+                f"param.grad has shape {self.grad.shape}, the parameter has shape {self.data.shape}"
+            )
         self.grad += grad
+
+
+def _check_name(name, kind):
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} name must be a str, got {describe(name)}")
+    if not name or "." in name:
+        raise ValueError(f"{kind} name must be a non-empty str without '.', got {name!r}")
 
 
 class Module:
     """Base class of layers, losses and models; subclasses define ``forward`` and ``backward``.
 
     Attributes that are Parameters, Modules or registered buffers are found by name, so
-    ``named_parameters()`` yields torch's dotted names (``"0.weight"``, ``"block.1.bias"``).
+    ``named_parameters()`` yields torch's dotted names (``"0.weight"``, ``"block.1.bias"``)
+    and ``state_dict()`` has torch's keys, in torch's order (each module's parameters,
+    then its buffers, then its children's entries).
+
+    Contract of ``backward(grad_output)``: it refers to the most recent ``forward``;
+    without one it raises RuntimeError; a ``grad_output`` whose shape differs from the
+    output's raises ValueError; parameter gradients are ADDED into ``param.grad``
+    (call ``zero_grad()`` between steps); it returns the gradient with respect to the
+    input, of the input's shape.
     """
 
     def __init__(self):
@@ -66,21 +130,75 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_saved", None)
 
     # ---- registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
-        for table in (self._parameters, self._modules, self._buffers):
-            table.pop(name, None)
-        if isinstance(value, Parameter) or (value is None and name in ("weight", "bias")):
+        if isinstance(value, Parameter):
+            self._modules.pop(name, None)
+            self._buffers.pop(name, None)
             self._parameters[name] = value
         elif isinstance(value, Module):
+            self._parameters.pop(name, None)
+            self._buffers.pop(name, None)
             self._modules[name] = value
+        elif name in self._parameters:
+            # torch: a registered parameter may be replaced by a Parameter or None only.
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign {describe(value)} as parameter {name!r} "
+                    "(a Parameter or None is required; to change values, assign to .data)"
+                )
+            self._parameters[name] = None
+        elif name in self._buffers:
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(f"cannot assign {describe(value)} as buffer {name!r} (an ndarray or None is required)")
+        elif name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign {describe(value)} as child module {name!r} (a Module or None is required)")
+            self._modules[name] = None
+        elif value is None and name in ("weight", "bias"):
+            # ``self.bias = None`` for a layer built with bias=False: a known, absent parameter.
+            self._parameters[name] = None
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name):
+        for table in (self._parameters, self._modules, self._buffers):
+            table.pop(name, None)
+        object.__delattr__(self, name)
+
+    def register_parameter(self, name, param):
+        """Register ``param`` (a Parameter, or None for an absent one) under ``name``."""
+        _check_name(name, "parameter")
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"param must be a Parameter or None, got {describe(param)}")
+        self._modules.pop(name, None)
+        self._buffers.pop(name, None)
+        self._parameters[name] = param
+        object.__setattr__(self, name, param)
+
+    def add_module(self, name, module):
+        """Register ``module`` as a child under ``name`` (how Sequential names its children "0", "1", ...)."""
+        _check_name(name, "module")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"module must be a Module or None, got {describe(module)}")
+        self._parameters.pop(name, None)
+        self._buffers.pop(name, None)
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
+
     def register_buffer(self, name, array):
-        """A non-trainable array saved in ``state_dict`` (BatchNorm's running statistics)."""
+        """A non-trainable array saved in ``state_dict`` (BatchNorm's running statistics).
+
+        Assigning ``self.<name> = new_array`` later replaces the buffer's value.
+        """
+        _check_name(name, "buffer")
+        if array is not None and not isinstance(array, np.ndarray):
+            raise TypeError(f"buffer {name!r} must be an ndarray or None, got {describe(array)}")
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
         object.__setattr__(self, name, array)
         self._buffers[name] = True
 
@@ -97,27 +215,73 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def _as_input(self, x, name="input"):
+        """``x`` validated as floating and cast to the module's dtype (the input's own if it has none)."""
+        return as_floating(x, name, self.dtype)
+
+    def _save_for_backward(self, out, ctx):
+        """Keep ``ctx`` for backward, with the output's shape and dtype (checked against grad_output)."""
+        object.__setattr__(self, "_saved", (tuple(np.shape(out)), np.asarray(out).dtype, ctx))
+
+    def _saved_for_backward(self, grad_output):
+        """``(grad_output, ctx)``: grad_output checked against the last output, cast to its dtype.
+
+        Raises RuntimeError when no forward has run, ValueError when ``grad_output``'s
+        shape differs from the output's (the message names both shapes).
+        """
+        saved = self.__dict__.get("_saved")
+        if saved is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() called before forward(): "
+                "run a forward pass first, backward refers to the most recent one"
+            )
+        shape, dtype, ctx = saved
+        grad_output = as_floating(grad_output, "grad_output", dtype)
+        if grad_output.shape != shape:
+            raise ValueError(
+                f"grad_output must have the shape of {type(self).__name__}'s output {shape}, "
+                f"got shape {grad_output.shape}"
+            )
+        return grad_output, ctx
+
     # ---- traversal ----------------------------------------------------------------------
     def named_children(self):
-        yield from self._modules.items()
+        """``(name, child)`` for each direct child module, in registration order."""
+        seen = set()
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
 
     def children(self):
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix="", _memo=None):
+        """``(dotted_name, module)`` for this module (name ``prefix``) and every descendant, pre-order.
+
+        A module reachable twice is yielded once (as torch's ``named_modules``).
+        """
+        memo = set() if _memo is None else _memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            if child is not None:
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self):
         for _, module in self.named_modules():
             yield module
 
     def named_parameters(self, prefix=""):
+        """``(dotted_name, Parameter)`` pairs with torch's names; a shared Parameter appears once."""
+        seen = set()
         for module_name, module in self.named_modules(prefix):
             for name, param in module._parameters.items():
-                if param is not None:
+                if param is not None and id(param) not in seen:
+                    seen.add(id(param))
                     yield (f"{module_name}.{name}" if module_name else name), param
 
     def parameters(self):
@@ -135,6 +299,17 @@ class Module:
         for _, value in self.named_buffers():
             yield value
 
+    def apply(self, fn):
+        """Call ``fn(module)`` on every descendant (children first) and on self; returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    def num_parameters(self):
+        """The number of scalar parameters (shared ones counted once)."""
+        return int(sum(p.size for p in self.parameters()))
+
     # ---- training state -----------------------------------------------------------------
     def zero_grad(self):
         """Set every parameter's ``.grad`` to zeros of its shape."""
@@ -142,11 +317,15 @@ class Module:
             param.grad = np.zeros_like(param.data)
 
     def train(self, mode=True):
+        """Training mode (Dropout drops, BatchNorm uses batch statistics) for self and descendants."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"mode must be a bool, got {describe(mode)}")
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
     def eval(self):
+        """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
     # ---- dtype --------------------------------------------------------------------------
@@ -161,103 +340,132 @@ class Module:
         return None
 
     def to(self, dtype):
-        """Convert parameters, their gradients and floating buffers to ``dtype`` in place; returns self."""
-        dtype = np.dtype(dtype)
+        """Convert parameters, their gradients and floating buffers to ``dtype`` in place; returns self.
+
+        The Parameter objects stay the same (an optimizer holding them keeps working);
+        their ``.data`` is replaced by a converted copy.
+        """
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         for module in self.modules():
             for param in module._parameters.values():
-                if param is not None:
+                if param is not None and param.data.dtype != dtype:
                     param.data = param.data.astype(dtype)
                     if param.grad is not None:
                         param.grad = param.grad.astype(dtype)
             for name in module._buffers:
                 value = getattr(module, name)
-                if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+                if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype != dtype:
                     module._set_buffer(name, value.astype(dtype))
+            # a cached forward holds arrays of the old dtype
+            object.__setattr__(module, "_saved", None)
         return self
 
     def float(self):
+        """``to(np.float32)``."""
         return self.to(np.float32)
 
     def double(self):
+        """``to(np.float64)``."""
         return self.to(np.float64)
 
-    def _as_input(self, x, name="input"):
-        """``x`` validated as floating and cast to the module's dtype (the input's own if it has none)."""
-        return as_floating(x, name, self.dtype)
-
     # ---- state dict ---------------------------------------------------------------------
+    def _state_entries(self, prefix=""):
+        """``(key, module, name, param_or_None)`` for every parameter and buffer, torch's order.
+
+        Unlike ``named_modules`` this does not drop shared modules (torch's state_dict keeps
+        every path), so a model's keys do not depend on how it shares layers.
+        """
+        for name, param in self._parameters.items():
+            if param is not None:
+                yield prefix + name, self, name, param
+        for name in self._buffers:
+            if getattr(self, name) is not None:
+                yield prefix + name, self, name, None
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child._state_entries(f"{prefix}{name}.")
+
     def state_dict(self):
-        """Copies of every parameter and buffer under torch's names, in registration order."""
+        """Copies of every parameter and buffer under torch's names, in torch's order."""
         state = OrderedDict()
-        for module_name, module in self.named_modules():
-            prefix = f"{module_name}." if module_name else ""
-            for name, param in module._parameters.items():
-                if param is not None:
-                    state[prefix + name] = param.data.copy()
-            for name in module._buffers:
-                value = getattr(module, name)
-                if value is not None:
-                    state[prefix + name] = np.array(value, copy=True)
+        for key, module, name, param in self._state_entries():
+            value = param.data if param is not None else getattr(module, name)
+            state[key] = np.array(value, copy=True)
         return state
 
     def load_state_dict(self, state, strict=True):
         """Copy values from ``state`` into the existing parameters and buffers, keeping their dtype.
 
-        A missing or unexpected key raises KeyError naming it (ignored with ``strict=False``);
-        a wrong shape always raises ValueError naming the key and both shapes.
-        BatchNorm's ``num_batches_tracked`` (torch) is accepted and ignored.
+        ``state`` maps torch's keys to arrays (or anything ``np.asarray`` accepts, such as
+        torch tensors). A missing or unexpected key raises KeyError naming it (ignored with
+        ``strict=False``); a wrong shape always raises ValueError naming the key and both
+        shapes. Nothing is changed unless every entry is valid. BatchNorm's
+        ``num_batches_tracked`` (torch) is accepted and ignored when the module has none.
+        Returns ``(missing_keys, unexpected_keys)`` as lists.
         """
-        if not hasattr(state, "keys"):
+        if not hasattr(state, "keys") or not hasattr(state, "items"):
             raise TypeError(f"state must be a dict of arrays, got {describe(state)}")
-        own = self.state_dict()
-        ignorable = {k for k in state if k.endswith("num_batches_tracked") and k not in own}
-        if strict:
-            missing = [k for k in own if k not in state]
-            unexpected = [k for k in state if k not in own and k not in ignorable]
-            if missing:
-                raise KeyError(f"missing key(s) in state_dict: {missing}")
-            if unexpected:
-                raise KeyError(f"unexpected key(s) in state_dict: {unexpected}")
-        targets = {}
-        for module_name, module in self.named_modules():
-            prefix = f"{module_name}." if module_name else ""
-            for name, param in module._parameters.items():
-                if param is not None:
-                    targets[prefix + name] = (module, name, param)
-            for name in module._buffers:
-                targets[prefix + name] = (module, name, None)
-        for key, value in state.items():
-            if key not in targets:
+        targets = OrderedDict((key, (module, name, param)) for key, module, name, param in self._state_entries())
+        missing = [k for k in targets if k not in state]
+        unexpected = [
+            k for k in state if k not in targets and not (isinstance(k, str) and k.endswith("num_batches_tracked"))
+        ]
+        if strict and missing:
+            raise KeyError(f"missing key(s) in state_dict: {', '.join(map(repr, missing))}")
+        if strict and unexpected:
+            raise KeyError(f"unexpected key(s) in state_dict: {', '.join(map(repr, unexpected))}")
+        updates = []
+        for key, (module, name, param) in targets.items():
+            if key not in state:
                 continue
+            value = state[key]
+            if isinstance(value, Parameter):
+                value = value.data
             value = np.asarray(value)
-            module, name, param = targets[key]
             current = param.data if param is not None else np.asarray(getattr(module, name))
             if value.shape != current.shape:
-                raise ValueError(f"size mismatch for {key}: expected shape {current.shape}, got {value.shape}")
+                raise ValueError(
+                    f"size mismatch for {key!r}: the module has shape {current.shape}, "
+                    f"the state_dict has shape {value.shape}"
+                )
+            if value.dtype.kind not in "biuf":
+                raise TypeError(f"state_dict entry {key!r} must be a numeric array, got dtype {value.dtype}")
+            updates.append((module, name, param, value, current.dtype))
+        for module, name, param, value, dtype in updates:
             if param is not None:
                 param.data[...] = value
             else:
-                module._set_buffer(name, value.astype(current.dtype, copy=True))
+                module._set_buffer(name, np.array(value, dtype=dtype, copy=True))
+        return missing, unexpected
 
     # ---- display ------------------------------------------------------------------------
     def extra_repr(self):
+        """The text inside the parentheses of ``repr`` (a layer's arguments, as torch shows them)."""
         return ""
 
     def __repr__(self):
-        lines = [f"{type(self).__name__}({self.extra_repr()}"]
-        if self._modules:
-            for name, child in self._modules.items():
-                child_repr = repr(child).replace("\n", "\n  ")
-                lines.append(f"\n  ({name}): {child_repr}")
-            lines.append("\n")
-        return "".join(lines) + ")"
+        extra = self.extra_repr()
+        children = [(name, child) for name, child in self._modules.items() if child is not None]
+        if not children:
+            return f"{type(self).__name__}({extra})"
+        lines = [f"{type(self).__name__}("]
+        if extra:
+            lines.append("  " + extra.replace("\n", "\n  "))
+        for name, child in children:
+            lines.append(f"  ({name}): " + repr(child).replace("\n", "\n  "))
+        lines.append(")")
+        return "\n".join(lines)
 
     def summary(self, input_shape, batch_size=1):
         """Print and return a table of each layer's output shape, activation size and parameters.
 
-        ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)``.
+        ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)``. See
+        :func:`dlcore.nn.summary.summary`.
         """
         from .summary import summary
 
