@@ -1,1 +1,17 @@
-"""(being written)"""
+"""Models: classic single-layer learners (own NumPy learning rules) and network builders.
+
+* :class:`Perceptron`, :class:`Adaline`, :class:`LogisticRegression`,
+  :class:`SoftmaxRegression` -- ``fit(X, y)`` / ``predict(X)`` (/ ``predict_proba``).
+* :func:`MLP`, :func:`LeNet5`, :class:`Autoencoder`, :func:`ResNet` -- ``nn.Module``s to
+  train with :class:`dlcore.train.Trainer`.
+"""
+from .linear_models import Adaline, LogisticRegression, Perceptron, SoftmaxRegression
+
+__all__ = ["Adaline", "LogisticRegression", "Perceptron", "SoftmaxRegression"]
+
+try:  # the builders need dlcore.nn's layers
+    from .networks import MLP, Autoencoder, GlobalAvgPool2d, LeNet5, ResNet  # noqa: F401
+
+    __all__ += ["Autoencoder", "GlobalAvgPool2d", "LeNet5", "MLP", "ResNet"]
+except ImportError:  # pragma: no cover - only while the layers are missing
+    pass
