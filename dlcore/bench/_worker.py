@@ -1,0 +1,70 @@
+"""The torch column in its own process: ``python -m dlcore.bench._worker --threads N``.
+
+Used when importing torch next to dlcore's OpenMP kernels slows them (STYLE.md pitfall 3).
+Reads one JSON request per line on stdin, answers one JSON line on stdout:
+
+* ``{"cmd": "hello"}`` -> torch version and threads;
+* ``{"cmd": "start", "key": case_key, "quick": bool}`` -> build + warm up the torch runner;
+* ``{"cmd": "sample"}`` -> ``{"t": seconds per call}``;
+* ``{"cmd": "result", "path": file}`` -> one fresh call's result saved as ``.npz``;
+* ``{"cmd": "close"}``, ``{"cmd": "exit"}``.
+"""
+import argparse
+import json
+import sys
+
+import numpy as np
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, required=True)
+    args = parser.parse_args(argv)
+    from .cases import get_case
+    from .timing import LocalRunner
+
+    runner = None
+    out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
+    for line in sys.stdin:
+        request = json.loads(line)
+        cmd = request["cmd"]
+        try:
+            if cmd == "hello":
+                try:
+                    import torch
+
+                    torch.set_num_threads(args.threads)
+                    reply = {"ok": True, "torch": torch.__version__, "threads": torch.get_num_threads()}
+                except ImportError as exc:
+                    reply = {"ok": False, "reason": str(exc)}
+            elif cmd == "start":
+                runner = LocalRunner(get_case(request["key"]), "torch", args.threads, request["quick"])
+                ok = runner.start()
+                reply = {"ok": ok, "reason": runner.reason, "number": runner.number,
+                         "first": runner.first, "estimate": getattr(runner, "estimate", None),
+                         "scale": runner.scale, "note": runner.note}
+            elif cmd == "sample":
+                reply = {"ok": True, "t": runner.sample()}
+            elif cmd == "result":
+                result = runner.result()
+                np.savez(request["path"], **{f"r{i}": r for i, r in enumerate(result)})
+                reply = {"ok": True}
+            elif cmd == "close":
+                runner = None
+                reply = {"ok": True}
+            elif cmd == "exit":
+                out.write(json.dumps({"ok": True}) + "\n")
+                out.flush()
+                return 0
+            else:
+                reply = {"ok": False, "reason": f"unknown command {cmd!r}"}
+        except Exception as exc:  # noqa: BLE001 -- reported to the parent
+            reply = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

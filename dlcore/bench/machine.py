@@ -1,0 +1,156 @@
+"""The machine: what it is (the report header) and what it can do (limits measured in
+the same run as the cases).
+
+Limits, each the median of several repeats at the run's thread count:
+
+* ``gemm_gflops`` -- float32 GFLOP/s of a large square matmul through NumPy's BLAS
+  (``2*n**3`` flops): the roof for convolution, which is GEMMs plus im2col/col2im;
+* ``copy_gbs`` -- ``np.copyto(b, a)`` on arrays far larger than the caches, counting
+  the bytes read plus written; split over the run's threads (NumPy releases the GIL),
+  because one core alone rarely saturates the memory bus;
+* ``update_gbs`` -- an in-place update ``a += b`` (2 reads + 1 write per element), the
+  access pattern of an optimizer step.
+
+``bandwidth_gbs`` (the larger of the two) is the floor used for memory-bound cases:
+the best time a case could have is ``bytes / bandwidth``.
+"""
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = ["cpu_model", "header", "measure_limits", "threadpool_summary", "load_average"]
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average():
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return None
+
+
+def threadpool_summary():
+    """threadpoolctl's view of the BLAS and OpenMP runtimes loaded, or None without it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    keep = ("user_api", "internal_api", "prefix", "version", "num_threads", "threading_layer",
+            "architecture", "filepath")
+    return [{k: info.get(k) for k in keep if k in info} for info in threadpool_info()]
+
+
+def header(threads):
+    """Everything the reader needs to judge the numbers (JSON-serializable)."""
+    import dlcore
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "cpu": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": affinity,
+        "threads": threads,
+        "build_info": {k: (v if isinstance(v, (str, int, float, bool, type(None))) else str(v))
+                       for k, v in dlcore.build_info().items()},
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_start": load_average(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def _threaded(pool, threads, op, arrays):
+    """Run ``op`` on ``threads`` equal slices of the arrays, in parallel."""
+    n = arrays[0].size
+    bounds = [(i * n // threads, (i + 1) * n // threads) for i in range(threads)]
+
+    def part(lo_hi):
+        lo, hi = lo_hi
+        op(*(a[lo:hi] for a in arrays))
+
+    return lambda: list(pool.map(part, bounds))
+
+
+def measure_limits(threads, quick=False):
+    """Measure GEMM GFLOP/s and memory bandwidth now, with ``threads`` threads."""
+    from .timing import _blas_threads
+
+    repeats = 3 if quick else 7
+    limits = {"threads": threads}
+    n = 1536 if quick else 2048
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+    with _blas_threads(threads):
+        np.matmul(a, b, out=c)  # warm up the BLAS thread pool
+        t, times = _median_time(lambda: np.matmul(a, b, out=c), repeats)
+    flops = 2.0 * n ** 3
+    limits["gemm_n"] = n
+    limits["gemm_gflops"] = flops / t / 1e9
+    limits["gemm_gflops_best"] = flops / min(times) / 1e9
+    del a, b, c
+
+    # 25e6 float32 = 100 MB per array: far beyond any last-level cache.
+    numel = 12_500_000 if quick else 25_000_000
+    src = np.ones(numel, dtype=np.float32)
+    dst = np.zeros(numel, dtype=np.float32)
+    limits["stream_mb"] = src.nbytes / 1e6
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        copy = _threaded(pool, threads, np.copyto, (dst, src))
+        copy()
+        t, times = _median_time(copy, repeats)
+        limits["copy_gbs"] = 2 * src.nbytes / t / 1e9
+        limits["copy_gbs_best"] = 2 * src.nbytes / min(times) / 1e9
+
+        def add(x, y):
+            x += y
+        update = _threaded(pool, threads, add, (dst, src))
+        update()
+        t, times = _median_time(update, repeats)
+        limits["update_gbs"] = 3 * src.nbytes / t / 1e9
+        limits["update_gbs_best"] = 3 * src.nbytes / min(times) / 1e9
+    if threads > 1:  # how much one thread alone gets (context for the thread column)
+        t, _ = _median_time(lambda: np.copyto(dst, src), repeats)
+        limits["copy_gbs_1thread"] = 2 * src.nbytes / t / 1e9
+    limits["bandwidth_gbs"] = max(limits["copy_gbs"], limits["update_gbs"])
+    return limits
+
+
+def torch_gemm_gflops(threads, n=1536, repeats=3):
+    """torch's float32 matmul GFLOP/s (context: its BLAS may differ from NumPy's)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    torch.mm(a, b)
+    t, _ = _median_time(lambda: torch.mm(a, b), repeats)
+    return 2.0 * n ** 3 / t / 1e9

@@ -1,0 +1,574 @@
+"""Run the benchmark cases and report: terminal table, JSON, PNG plot, target verdicts.
+
+The report answers three questions, each measured within one run (the machines are
+shared and noisy, so only ratios measured side by side mean something):
+
+1. *How much does the compiled backend buy?* -- ``cython/numpy``, the time ratio of the
+   compiled backend over the NumPy twin (0.25 means 4x faster), and ``cython/torch``.
+2. *How close to the machine is it?* -- achieved GFLOP/s against the measured BLAS GEMM
+   roof (convolutions, models), or achieved GB/s against the measured memory bandwidth
+   (memory-bound ops). ``x floor`` is the time over the best time the bytes allow.
+3. *Do threads help?* -- ``1thr/Nthr``: the compiled backend at one thread over all
+   threads (2.0 means perfect scaling on two cores).
+"""
+import importlib.util
+import json
+import math
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from . import machine
+from .cases import IMPLS, all_cases, get_case
+from .timing import LocalRunner, TorchWorker, WorkerRunner, time_case
+
+__all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "targets", "PlotUnavailable"]
+
+QUICK_BUDGET = 2.0  # seconds of timing per case
+FULL_BUDGET = 9.0
+INTERFERENCE_LIMIT = 1.15  # torch moves out of process above this slowdown of our kernels
+PROBE_KEYS = ("relu.fb.1e6", "adam.step.1e6", "conv2d.fb.lenet2", "max_pool2d.fb.c64")
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed: the plot cannot be drawn."""
+
+
+class _Progress:
+    """One status line on stderr, rewritten in place on a terminal."""
+
+    def __init__(self, stream, enabled):
+        self.stream, self.enabled = stream, enabled
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.perf_counter()
+        self.width = 0
+
+    def __call__(self, text):
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        line = f"[{int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}] {text}"
+        if self.tty:
+            cols = 120
+            line = line[:cols]
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def done(self):
+        if self.enabled and self.tty:
+            self.stream.write("\r" + " " * self.width + "\r")
+            self.stream.flush()
+
+
+def _torch_installed():
+    return importlib.util.find_spec("torch") is not None
+
+
+def _min_time(runner, samples):
+    return min(runner.sample() for _ in range(samples))
+
+
+def probe_torch_interference(threads, quick):
+    """Time one compiled OpenMP case before and after importing torch (pitfall 3).
+
+    Returns a dict with the probe case, the best times and the ratio after/before;
+    ``ratio`` is None when it cannot be measured (no compiled backend, torch already
+    imported by the caller).
+    """
+    info = {"case": None, "before_s": None, "after_s": None, "ratio": None, "note": ""}
+    if "torch" in sys.modules:
+        info["note"] = "torch was already imported by the caller; not measurable"
+        return info
+    runner = None
+    for key in PROBE_KEYS:
+        runner = LocalRunner(get_case(key), "cython", threads, quick)
+        if runner.start():
+            break
+        runner = None
+    if runner is None:
+        info["note"] = "no compiled OpenMP case available to probe"
+        return info
+    samples = 5 if quick else 9
+    before = _min_time(runner, samples)
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(512, 512)
+    for _ in range(3):  # start torch's own thread pools
+        torch.mm(a, a)
+        torch.relu(a).sum()
+    after = _min_time(runner, samples)
+    runner.close()
+    info.update(case=runner.case.key, before_s=before, after_s=after, ratio=after / before)
+    return info
+
+
+def _spread(times):
+    """Interquartile range over the median: how noisy the repeats were."""
+    if len(times) < 2:
+        return 0.0
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    return float((q3 - q1) / med) if med > 0 else 0.0
+
+
+def _compare(result, reference, tol):
+    """Largest |difference| relative to the reference's largest magnitude; None = skipped."""
+    if not math.isfinite(tol):
+        return None, "not checked"
+    if len(result) != len(reference):
+        return math.inf, f"returned {len(result)} arrays, NumPy twin {len(reference)}"
+    worst = 0.0
+    for r, ref in zip(result, reference):
+        if r.shape != ref.shape:
+            return math.inf, f"shape {r.shape} vs NumPy twin {ref.shape}"
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        err = float(np.max(np.abs(r - ref))) if ref.size else 0.0
+        if not np.all(np.isfinite(r) == np.isfinite(ref)):
+            return math.inf, "non-finite values differ"
+        worst = max(worst, err / max(scale, 1e-30))
+    return worst, "ok" if worst <= tol else f"FAIL: relative error {worst:.2e} > {tol:.0e}"
+
+
+def _impl_result(runner):
+    if not runner.ok:
+        return {"ok": False, "reason": runner.reason}
+    times = [t * runner.scale for t in runner.times]
+    out = {
+        "ok": True,
+        "median_s": statistics.median(times) if times else None,
+        "min_s": min(times) if times else None,
+        "times_s": times,
+        "repeats": len(times),
+        "calls_per_repeat": runner.number,
+        "first_call_s": runner.first * runner.scale,
+        "spread": _spread(times),
+    }
+    if runner.note:
+        out["note"] = runner.note
+    return out
+
+
+def _case_metrics(case, impls, limits):
+    """Ratios, rates and fractions of the machine's limits for one case."""
+    def med(name):
+        r = impls.get(name)
+        return r["median_s"] if r and r.get("ok") and r.get("median_s") else None
+
+    cy, npy, th, cy1 = med("cython"), med("numpy"), med("torch"), med("cython@1")
+    m = {
+        "cython/numpy": cy / npy if cy and npy else None,
+        "cython/torch": cy / th if cy and th else None,
+        "1thr/Nthr": cy1 / cy if cy and cy1 else None,
+    }
+    for name, r in impls.items():
+        t = med(name)
+        if t is None:
+            continue
+        if case.flops:
+            r["gflops"] = case.flops / t / 1e9
+        if case.nbytes:
+            r["gbs"] = case.nbytes / t / 1e9
+    if cy:
+        if case.flops and limits.get("gemm_gflops"):
+            m["gflops"] = case.flops / cy / 1e9
+            m["fraction_of_gemm"] = m["gflops"] / limits["gemm_gflops"]
+        if case.nbytes and limits.get("bandwidth_gbs"):
+            m["gbs"] = case.nbytes / cy / 1e9
+            m["fraction_of_bandwidth"] = m["gbs"] / limits["bandwidth_gbs"]
+            m["floor_s"] = case.nbytes / (limits["bandwidth_gbs"] * 1e9)
+            m["times_floor"] = cy / m["floor_s"]
+    return m
+
+
+def _impls_for(threads, torch_mode, thread_column):
+    import dlcore
+
+    impls = []
+    if "cython" in dlcore.available_backends():
+        impls.append("cython")
+        if thread_column and threads > 1:
+            impls.append("cython@1")
+    impls.append("numpy")
+    if torch_mode != "off":
+        impls.append("torch")
+    return impls
+
+
+def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=None,
+              thread_column=True, progress=True, stream=None, limits=True):
+    """Run the cases and return the report as a JSON-serializable dict.
+
+    ``torch_mode``: ``"auto"`` (in this process unless importing torch measurably slows
+    the compiled kernels, then a worker process), ``"inprocess"``, ``"subprocess"`` or
+    ``"off"``. ``budget`` is the timing budget per case in seconds.
+    """
+    import dlcore
+
+    stream = sys.stderr if stream is None else stream
+    threads = threads or dlcore.get_num_threads()
+    budget = budget or (QUICK_BUDGET if quick else FULL_BUDGET)
+    show = _Progress(stream, progress)
+    cases = all_cases(quick=quick, filter=filter)
+    if not cases:
+        raise ValueError(f"no benchmark case name contains {filter!r}; see --list")
+
+    report = {"header": machine.header(threads), "mode": "quick" if quick else "full",
+              "filter": filter, "budget_per_case_s": budget, "warnings": []}
+    report["header"]["torch"] = None
+    show("measuring machine limits (GEMM, memory bandwidth)")
+    report["limits"] = machine.measure_limits(threads, quick) if limits else {}
+
+    torch_available = torch_mode != "off" and _torch_installed()
+    if torch_mode != "off" and not torch_available:
+        report["warnings"].append("torch is not installed: no torch column")
+        torch_mode = "off"
+    interference = None
+    if torch_available and torch_mode == "auto":
+        show("checking whether importing torch slows the compiled kernels")
+        interference = probe_torch_interference(threads, quick)
+        slow = interference["ratio"] is not None and interference["ratio"] > INTERFERENCE_LIMIT
+        torch_mode = "subprocess" if slow else "inprocess"
+    report["torch_interference"] = interference
+    report["torch_mode"] = torch_mode
+    worker = None
+    if torch_mode == "subprocess":
+        worker = TorchWorker(threads)
+        report["header"]["torch"] = worker.info.get("torch")
+    elif torch_mode == "inprocess":
+        import torch
+
+        torch.set_num_threads(threads)
+        report["header"]["torch"] = torch.__version__
+        report["header"]["torch_threads"] = torch.get_num_threads()
+        if limits:
+            report["limits"]["torch_gemm_gflops"] = machine.torch_gemm_gflops(threads)
+    report["header"]["threadpool_info"] = machine.threadpool_summary()
+
+    impls = _impls_for(threads, torch_mode, thread_column)
+    report["impls"] = impls
+    results = []
+    try:
+        for i, case in enumerate(cases):
+            prefix = f"[{i + 1}/{len(cases)}] {case.name}"
+            runners = []
+            # The one-thread column of a whole epoch would cost minutes; the step has it.
+            for impl in [i for i in impls if not (case.full_only and i == "cython@1")]:
+                show(f"{prefix}: warming up {impl}")
+                if impl == "torch" and worker is not None:
+                    runner = WorkerRunner(worker, case, threads, quick)
+                else:
+                    runner = LocalRunner(case, impl, threads, quick)
+                runner.start()
+                runners.append(runner)
+            show(f"{prefix}: timing {', '.join(r.impl for r in runners if r.ok) or 'nothing available'}")
+            rounds = time_case(runners, budget, min_repeats=1 if case.full_only else 3)
+            show(f"{prefix}: checking results against the NumPy twin")
+            entry = {"key": case.key, "name": case.name, "group": case.group,
+                     "flops": case.flops, "bytes": case.nbytes, "target": case.target,
+                     "rounds": rounds, "impls": {}, "checks": {}}
+            entry["impls"] = {r.impl: _impl_result(r) for r in runners}
+            entry["checks"] = _check(case, runners)
+            entry["metrics"] = _case_metrics(case, entry["impls"], report["limits"])
+            results.append(entry)
+            for r in runners:
+                r.close()
+    finally:
+        if worker is not None:
+            worker.close()
+        show.done()
+    report["cases"] = results
+    report["header"]["load_average_end"] = machine.load_average()
+    report["header"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    report["header"]["elapsed_s"] = time.perf_counter() - show.start
+    report["targets"] = targets(report)
+    report["warnings"] += _warnings(report)
+    return report
+
+
+def _check(case, runners):
+    """Compare every implementation's result with the NumPy twin's (after timing)."""
+    by_impl = {r.impl: r for r in runners if r.ok}
+    if not math.isfinite(case.tol):
+        return {impl: "not checked" for impl in by_impl}
+    if "numpy" not in by_impl:
+        return {impl: "no NumPy reference" for impl in by_impl}
+    checks = {}
+    try:
+        reference = by_impl["numpy"].result()
+    except Exception as exc:  # noqa: BLE001
+        return {impl: f"reference failed: {exc}" for impl in by_impl}
+    for impl, runner in by_impl.items():
+        if impl == "numpy":
+            continue
+        try:
+            _, status = _compare(runner.result(), reference, case.tol)
+        except Exception as exc:  # noqa: BLE001
+            status = f"FAIL: {type(exc).__name__}: {exc}"
+        checks[impl] = status
+    return checks
+
+
+def _warnings(report):
+    out = []
+    header = report["header"]
+    cores = header.get("usable_cpus") or 1
+    start, end = header.get("load_average_start"), header.get("load_average_end")
+    if start is not None and start > 0.5:
+        out.append(f"machine busy: load average {start:.2f} on {cores} CPUs before the run "
+                   "(other processes share the cores; trust the ratios more than the times)")
+    if end is not None and end > header["threads"] + 0.75:
+        out.append(f"machine busy: load average {end:.2f} at the end with {header['threads']} "
+                   "benchmark threads")
+    noisy = [c["name"] for c in report["cases"]
+             if any(r.get("ok") and r.get("spread", 0) > 0.10 for r in c["impls"].values())]
+    if noisy:
+        out.append(f"{len(noisy)} of {len(report['cases'])} cases had a repeat spread "
+                   f"(IQR/median) above 10%: {', '.join(noisy[:4])}{' ...' if len(noisy) > 4 else ''}")
+    failed = [f"{c['name']} [{impl}]: {s}" for c in report["cases"]
+              for impl, s in c["checks"].items() if str(s).startswith("FAIL")]
+    out += [f"wrong result: {f}" for f in failed]
+    inter = report.get("torch_interference")
+    if inter and inter.get("ratio") and inter["ratio"] > INTERFERENCE_LIMIT:
+        out.append(f"importing torch slowed the compiled probe {inter['ratio']:.2f}x: torch ran "
+                   "in a worker process")
+    return out
+
+
+def targets(report):
+    """The project's speed targets, each 'met', 'GAP' or 'n/a' with the numbers."""
+    cases = {c["key"]: c for c in report["cases"]}
+    out = []
+
+    def add(name, value, goal, met, detail):
+        out.append({"target": name, "value": value, "goal": goal,
+                    "status": "n/a" if value is None else ("met" if met else "GAP"),
+                    "detail": detail})
+
+    step = cases.get("lenet5.train_step.b64")
+    if step:
+        r = step["metrics"].get("cython/torch")
+        add("LeNet-5 train step: compiled time / torch time", r, "<= 0.70",
+            r is not None and r <= 0.70, "fair torch: autograd + torch.optim.Adam, same threads")
+        r = step["metrics"].get("cython/numpy")
+        speedup = 1 / r if r else None
+        add("LeNet-5 train step: speedup over the NumPy backend", speedup, ">= 3x",
+            speedup is not None and speedup >= 3, "numpy time / compiled time")
+    for key, c in cases.items():
+        if c["target"] == "gemm":
+            f = c["metrics"].get("fraction_of_gemm")
+            add(f"{c['name']}: fraction of measured GEMM GFLOP/s", f, ">= 0.60",
+                f is not None and f >= 0.60,
+                f"{c['metrics'].get('gflops', float('nan')):.1f} GFLOP/s vs GEMM "
+                f"{report['limits'].get('gemm_gflops', float('nan')):.1f}")
+        elif c["target"] == "bandwidth":
+            x = c["metrics"].get("times_floor")
+            add(f"{c['name']}: time / memory-bandwidth floor", x, "<= 2.0",
+                x is not None and x <= 2.0,
+                f"{c['bytes'] / 1e6:.0f} MB must move; floor at "
+                f"{report['limits'].get('bandwidth_gbs', float('nan')):.1f} GB/s")
+    return out
+
+
+# ---- formatting --------------------------------------------------------------------------
+
+def _fmt_time(t):
+    if t is None:
+        return "n/a"
+    if t < 1e-3:
+        return f"{t * 1e6:.1f} us"
+    if t < 1:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t:.2f} s"
+
+
+def _fmt_ratio(r, digits=2):
+    return "-" if r is None else f"{r:.{digits}f}"
+
+
+def _impl_cell(entry, impl):
+    r = entry["impls"].get(impl)
+    if r is None:
+        return "-"
+    if not r.get("ok"):
+        return "n/a"
+    cell = _fmt_time(r["median_s"])
+    check = str(entry["checks"].get(impl, ""))
+    if check.startswith("FAIL"):
+        cell += "!"
+    if r.get("note"):
+        cell += "*"
+    return cell
+
+
+def format_report(report):
+    """The report as text: header, limits, the table, targets, warnings, footnotes."""
+    h, lim = report["header"], report["limits"]
+    b = h["build_info"]
+    lines = [
+        f"dlcore {b.get('version')} benchmark ({report['mode']} run"
+        + (f", filter {report['filter']!r}" if report.get("filter") else "") + ")",
+        f"CPU      {h['cpu']} | {h['logical_cpus']} logical CPUs, {h['usable_cpus']} usable | "
+        f"benchmark threads {h['threads']}",
+        f"build    compiler {b.get('compiler')} | flags {b.get('compile_args')} | OpenMP "
+        f"{b.get('openmp')} ({b.get('openmp_version')}) | compiled backend "
+        f"{'yes' if 'cython' in (b.get('available_backends') or '') else 'NO: ' + str(b.get('compiled_error'))}",
+        f"versions python {h['python']} | numpy {h['numpy']} | torch {h.get('torch') or 'not used'} "
+        f"({report.get('torch_mode')}) | cython {b.get('cython')}",
+    ]
+    pools = h.get("threadpool_info")
+    if pools is None:
+        lines.append("runtimes threadpoolctl not installed (BLAS/OpenMP runtimes unknown)")
+    else:
+        for p in pools:
+            lines.append(f"runtimes {p.get('user_api')}: {p.get('internal_api')} {p.get('version') or ''} "
+                         f"{p.get('num_threads')} threads ({os.path.basename(p.get('filepath', ''))})")
+    inter = report.get("torch_interference")
+    if inter and inter.get("ratio"):
+        lines.append(f"pitfall3 compiled {inter['case']} before/after importing torch: "
+                     f"{_fmt_time(inter['before_s'])} / {_fmt_time(inter['after_s'])} "
+                     f"(x{inter['ratio']:.2f}) -> torch {report['torch_mode']}")
+    elif inter:
+        lines.append(f"pitfall3 {inter['note']} -> torch {report['torch_mode']}")
+    la0, la1 = h.get("load_average_start"), h.get("load_average_end")
+    if la0 is not None:
+        lines.append(f"load     average {la0:.2f} at start, {la1:.2f} at end; "
+                     f"{h.get('elapsed_s', 0):.0f} s elapsed")
+    if lim:
+        extra = (f" | torch GEMM {lim['torch_gemm_gflops']:.1f} GFLOP/s"
+                 if lim.get("torch_gemm_gflops") else "")
+        lines.append(
+            f"limits   NumPy BLAS float32 GEMM {lim['gemm_gflops']:.1f} GFLOP/s (n={lim['gemm_n']}){extra} | "
+            f"copy {lim['copy_gbs']:.1f} GB/s, in-place a+=b {lim['update_gbs']:.1f} GB/s"
+            + (f", one-thread copy {lim['copy_gbs_1thread']:.1f} GB/s" if lim.get("copy_gbs_1thread") else "")
+            + f" (read+write bytes, {lim['threads']} threads)")
+    lines.append("")
+
+    impls = report["impls"]
+    head = ["case"] + impls + ["cy/np", "cy/torch", "compiled rate", "of limit", "1thr/Nthr", "spread"]
+    rows = []
+    group = None
+    for c in report["cases"]:
+        if c["group"] != group:
+            if group is not None:
+                rows.append(None)
+            group = c["group"]
+        m = c["metrics"]
+        if m.get("gflops") is not None:
+            rate = f"{m['gflops']:.1f} GFLOP/s"
+            frac = f"{100 * m['fraction_of_gemm']:.0f}% GEMM"
+        elif m.get("gbs") is not None:
+            rate = f"{m['gbs']:.1f} GB/s"
+            frac = f"{100 * m['fraction_of_bandwidth']:.0f}% BW"
+        else:
+            rate = frac = "-"
+        spread = max((r.get("spread", 0) for r in c["impls"].values() if r.get("ok")), default=None)
+        rows.append([c["name"]] + [_impl_cell(c, i) for i in impls] + [
+            _fmt_ratio(m.get("cython/numpy")), _fmt_ratio(m.get("cython/torch")), rate, frac,
+            _fmt_ratio(m.get("1thr/Nthr")) + ("x" if m.get("1thr/Nthr") else ""),
+            "-" if spread is None else f"{100 * spread:.0f}%"])
+    widths = [max(len(str(r[k])) for r in [head] + [r for r in rows if r]) for k in range(len(head))]
+    widths[0] = min(widths[0], 56)
+
+    def fmt(row):
+        cells = [str(row[0])[:widths[0]].ljust(widths[0])]
+        cells += [str(v).rjust(w) for v, w in zip(row[1:], widths[1:])]
+        return "  ".join(cells)
+
+    lines.append(fmt(head))
+    lines.append("-" * len(fmt(head)))
+    lines += ["" if r is None else fmt(r) for r in rows]
+    lines.append("")
+    lines.append("times are medians per call; cy/np and cy/torch are compiled time over the other "
+                 "(< 1 means compiled is faster); 'compiled rate' is the compiled backend's GFLOP/s "
+                 "or GB/s (bytes that must move); '1thr/Nthr' is compiled one-thread time over "
+                 f"{h['threads']}-thread time; n/a = not available here.")
+    notes = sorted({f"{c['name']}: {r['note']}" for c in report["cases"]
+                    for r in c["impls"].values() if r.get("note")})
+    for n in notes:
+        lines.append(f"* {n}")
+    reasons = {}
+    for c in report["cases"]:
+        for impl, r in c["impls"].items():
+            if not r.get("ok"):
+                reasons.setdefault(f"{impl}: {r.get('reason')}", []).append(c["key"])
+    for reason, keys in list(reasons.items())[:12]:
+        lines.append(f"n/a {reason} ({len(keys)} case{'s' if len(keys) > 1 else ''})")
+    if report["targets"]:
+        lines.append("")
+        lines.append("Targets")
+        for t in report["targets"]:
+            v = t["value"]
+            shown = "n/a" if v is None else f"{v:.2f}"
+            lines.append(f"  [{t['status']:>4}] {t['target']}: {shown} (goal {t['goal']}; {t['detail']})")
+    if report["warnings"]:
+        lines.append("")
+        for w in report["warnings"]:
+            lines.append(f"WARNING: {w}")
+    return "\n".join(lines)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # strict JSON has no inf/nan
+    return obj
+
+
+def write_json(report, path):
+    with open(path, "w") as fh:
+        json.dump(_jsonable(report), fh, indent=1)
+
+
+def plot_ratios(report, path):
+    """A PNG bar chart of compiled/NumPy and compiled/torch time ratios (log scale)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise PlotUnavailable("matplotlib is not installed (pip install matplotlib); "
+                              "the plot was skipped") from None
+    rows = [c for c in report["cases"]
+            if c["metrics"].get("cython/numpy") or c["metrics"].get("cython/torch")]
+    fig = Figure(figsize=(10, 1.0 + 0.32 * max(len(rows), 1)))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(len(rows))
+    series = [("cython/numpy", "compiled / NumPy twin", "tab:blue", -0.2),
+              ("cython/torch", "compiled / torch", "tab:orange", 0.2)]
+    for key, label, color, dy in series:
+        vals = [c["metrics"].get(key) or np.nan for c in rows]
+        ax.barh(y + dy, vals, height=0.38, label=label, color=color)
+    ax.axvline(1.0, color="k", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(y)
+    ax.set_yticklabels([c["name"] for c in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("time ratio (< 1: compiled faster)")
+    h = report["header"]
+    ax.set_title(f"dlcore {report['mode']} benchmark: {h['cpu']}, {h['threads']} threads", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def list_cases(quick=False, filter=None):
+    lines = []
+    for c in all_cases(quick=quick, filter=filter):
+        tags = [t for t, on in (("quick", c.quick), ("full only", c.full_only), (c.target, c.target)) if on]
+        lines.append(f"{c.key:<28} {c.name}" + (f"  [{', '.join(tags)}]" if tags else ""))
+    return "\n".join(lines)
+
+
+IMPL_NAMES = IMPLS
