@@ -154,13 +154,13 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
         mu_c = mean(x[:, c]),  var_c = mean((x[:, c] - mu_c)**2)       (biased)
         y[:, c] = weight_c * (x[:, c] - mu_c) / sqrt(var_c + eps) + bias_c
 
-    ``training=True`` (or no running statistics) normalizes with the batch statistics
-    and, when running statistics are given, updates them in place:
+    ``training=True`` normalizes with the batch statistics and, when running statistics
+    are given (they may be None), updates them in place:
     ``running_mean = (1 - momentum) * running_mean + momentum * mu`` and
     ``running_var = (1 - momentum) * running_var + momentum * var * m / (m - 1)``
     (unbiased). ``momentum=None`` is not a functional option (the module turns it into a
     cumulative average before calling). ``training=False`` normalizes with the running
-    statistics.
+    statistics, which must then be given (as torch).
 
     Parameters
     ----------
@@ -188,7 +188,11 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
     if momentum is None:
         raise ValueError("momentum must be a number in [0, 1] for batch_norm, got None")
     eps = _check_momentum_eps(momentum, eps)
-    use_batch_stats = bool(training) or running_mean is None
+    if not training and running_mean is None:
+        raise ValueError("batch_norm with training=False needs running_mean and running_var, got None")
+    if training and eps == 0:
+        raise ValueError("eps must be > 0 when training (a constant channel would divide by 0), got 0.0")
+    use_batch_stats = bool(training)
     m = n * length
     if use_batch_stats:
         if training and m <= 1:
