@@ -9,33 +9,11 @@ import math
 import numpy as np
 
 from .. import functional as F
-from .._checks import as_floating, check_int, pair
-from .._random import generator
+from .._checks import check_int, pair
+from . import init
 from .module import Module, Parameter
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
-
-
-# ---- helpers shared by the layers of conv.py, pooling.py and normalization.py --------------
-def _forward_done(module, out):
-    """Remember the output's shape and dtype so backward can check grad_output."""
-    module._out_shape = out.shape
-    module._out_dtype = out.dtype
-
-
-def _checked_grad(module, grad_output):
-    """grad_output validated against the most recent forward's output (RuntimeError if none)."""
-    if getattr(module, "_ctx", None) is None:
-        raise RuntimeError(f"{type(module).__name__}.backward called before forward")
-    g = as_floating(grad_output, "grad_output", module._out_dtype)
-    if g.shape != module._out_shape:
-        raise ValueError(f"grad_output must have the output's shape {module._out_shape}, got {g.shape}")
-    return g
-
-
-def _uniform(shape, bound, dtype):
-    """U(-bound, bound) from dlcore's generator (drawn in float64, then cast)."""
-    return generator().uniform(-bound, bound, size=shape).astype(dtype)
 
 
 def _check_image(module, x, channels):
@@ -58,7 +36,6 @@ class _ConvNd(Module):
         self._dtype = np.dtype(dtype)
         if self._dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {self._dtype}")
-        self._ctx = None
 
     def reset_parameters(self):
         """torch's init: kaiming_uniform_(weight, a=sqrt(5)) and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -66,20 +43,20 @@ class _ConvNd(Module):
         With gain = sqrt(2 / (1 + a^2)) = sqrt(1/3), the weight bound is
         gain * sqrt(3 / fan_in) = 1 / sqrt(fan_in).
         """
-        fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
-        gain = math.sqrt(2.0 / (1.0 + 5.0))
-        bound = gain * math.sqrt(3.0 / fan_in)
-        self.weight.data[...] = _uniform(self.weight.shape, bound, self.weight.dtype)
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
-            self.bias.data[...] = _uniform(self.bias.shape, 1.0 / math.sqrt(fan_in), self.bias.dtype)
+            # torch's fan_in: weight.shape[1] * kh * kw (C_in for Conv2d, C_out for ConvTranspose2d)
+            fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
+            bound = 1.0 / math.sqrt(fan_in)
+            init.uniform_(self.bias, -bound, bound)
 
     def _bias_data(self):
         return None if self.bias is None else self.bias.data
 
     def backward(self, grad_output):
         """Returns dL/dx; adds dL/dweight (and dL/dbias) into the parameters' ``.grad``."""
-        g = _checked_grad(self, grad_output)
-        grad_input, grad_weight, grad_bias = self._backward_op(g, self._ctx)
+        g, ctx = self._saved_for_backward(grad_output)
+        grad_input, grad_weight, grad_bias = self._backward_op(g, ctx)
         self.weight.accumulate_grad(grad_weight)
         if self.bias is not None:
             self.bias.accumulate_grad(grad_bias)
@@ -165,8 +142,8 @@ class Conv2d(_ConvNd):
                     f"Conv2d kernel_size {self.kernel_size} is larger than the padded input: "
                     f"input {x.shape[2:]} with padding {self.padding} gives {padded} along "
                     f"{'H' if axis == 0 else 'W'}")
-        out, self._ctx = F.conv2d_forward(x, self.weight.data, self._bias_data(), self.stride, self.padding)
-        _forward_done(self, out)
+        out, ctx = F.conv2d_forward(x, self.weight.data, self._bias_data(), self.stride, self.padding)
+        self._save_for_backward(out, ctx)
         return out
 
 
@@ -249,7 +226,7 @@ class ConvTranspose2d(_ConvNd):
             raise ValueError(f"ConvTranspose2d output would be empty: input {x.shape[2:]} with "
                              f"kernel_size {self.kernel_size}, stride {self.stride}, padding {self.padding} "
                              f"gives output size {shape[2:]}")
-        out, self._ctx = F.conv_transpose2d_forward(x, self.weight.data, self._bias_data(), self.stride,
-                                                    self.padding, self.output_padding)
-        _forward_done(self, out)
+        out, ctx = F.conv_transpose2d_forward(x, self.weight.data, self._bias_data(), self.stride,
+                                              self.padding, self.output_padding)
+        self._save_for_backward(out, ctx)
         return out

@@ -8,7 +8,6 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import check_int, check_number
-from .conv import _checked_grad, _forward_done
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "InstanceNorm2d", "AdaIN"]
@@ -39,10 +38,9 @@ class _NormBase(Module):
             self.register_buffer("running_var", np.ones(num_features, dtype=dtype))
             self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
         else:
-            self.running_mean = None
-            self.running_var = None
-            self.num_batches_tracked = None
-        self._ctx = None
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
 
     def reset_running_stats(self):
         """running_mean to 0, running_var to 1, num_batches_tracked to 0 (in place)."""
@@ -75,8 +73,8 @@ class _NormBase(Module):
 
     def backward(self, grad_output):
         """Returns dL/dinput and adds dL/dweight, dL/dbias into the parameters' grads."""
-        g = _checked_grad(self, grad_output)
-        grad_input, grad_weight, grad_bias = self._backward_op(g, self._ctx)
+        g, ctx = self._saved_for_backward(grad_output)
+        grad_input, grad_weight, grad_bias = self._backward_op(g, ctx)
         if self.affine:
             self.weight.accumulate_grad(grad_weight)
             self.bias.accumulate_grad(grad_bias)
@@ -103,11 +101,11 @@ class _BatchNorm(_NormBase):
                 factor = 1.0 / float(self.num_batches_tracked)
         # batch statistics when training, or when there are no running statistics to use
         use_batch = self.training or not self.track_running_stats
-        out, self._ctx = F.batch_norm_forward(
+        out, ctx = F.batch_norm_forward(
             x, self.running_mean, self.running_var, *self._param_data(),
             training=use_batch, momentum=factor, eps=self.eps,
         )
-        _forward_done(self, out)
+        self._save_for_backward(out, ctx)
         return out
 
 
@@ -245,12 +243,12 @@ class InstanceNorm2d(_NormBase):
     def forward(self, input):
         x = self._check_input(input)
         use_input_stats = self.training or not self.track_running_stats
-        out, self._ctx = F.instance_norm_forward(
+        out, ctx = F.instance_norm_forward(
             x, self.running_mean, self.running_var, *self._param_data(),
             use_input_stats=use_input_stats, momentum=0.1 if self.momentum is None else self.momentum,
             eps=self.eps,
         )
-        _forward_done(self, out)
+        self._save_for_backward(out, ctx)
         return out
 
 
@@ -298,7 +296,6 @@ class AdaIN(Module):
     def __init__(self, eps=1e-5):
         super().__init__()
         self.eps = check_number(eps, "eps", 0.0)
-        self._ctx = None
 
     def forward(self, content, style):
         x = self._as_input(content, "content")
@@ -306,14 +303,13 @@ class AdaIN(Module):
         for name, value in (("content", x), ("style", y)):
             if value.ndim != 4:
                 raise ValueError(f"AdaIN expects a 4-D {name} (N, C, H, W), got shape {value.shape}")
-        out, self._ctx = F.adaptive_instance_norm_forward(x, y, self.eps)
-        _forward_done(self, out)
+        out, ctx = F.adaptive_instance_norm_forward(x, y, self.eps)
+        self._save_for_backward(out, ctx)
         return out
 
     def backward(self, grad_output):
         """Returns ``(grad_content, grad_style)``."""
-        g = _checked_grad(self, grad_output)
-        return F.adaptive_instance_norm_backward(g, self._ctx)
+        return F.adaptive_instance_norm_backward(*self._saved_for_backward(grad_output))
 
     def extra_repr(self):
         return f"eps={self.eps}"

@@ -7,7 +7,6 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import pair
-from .conv import _checked_grad, _forward_done
 from .module import Module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "MaxUnpool2d"]
@@ -22,7 +21,6 @@ def _window_config(module, kernel_size, stride, padding):
         if 2 * module.padding[axis] > module.kernel_size[axis]:
             raise ValueError(f"padding must be at most half of kernel_size {module.kernel_size}, "
                              f"got padding {module.padding}")
-    module._ctx = None
 
 
 def _check_pool_input(module, x):
@@ -80,13 +78,13 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         x = self._as_input(x)
         _check_pool_input(self, x)
-        out, indices, self._ctx = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        _forward_done(self, out)
+        out, indices, ctx = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self._save_for_backward(out, ctx)
         return (out, indices) if self.return_indices else out
 
     def backward(self, grad_output):
         """dL/dx: grad_output routed back to the positions of the maxima."""
-        return F.max_pool2d_backward(_checked_grad(self, grad_output), self._ctx)
+        return F.max_pool2d_backward(*self._saved_for_backward(grad_output))
 
 
 class AvgPool2d(_Pool2d):
@@ -123,13 +121,13 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         x = self._as_input(x)
         _check_pool_input(self, x)
-        out, self._ctx = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        _forward_done(self, out)
+        out, ctx = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self._save_for_backward(out, ctx)
         return out
 
     def backward(self, grad_output):
         """dL/dx: each window's gradient spread evenly over the window."""
-        return F.avg_pool2d_backward(_checked_grad(self, grad_output), self._ctx)
+        return F.avg_pool2d_backward(*self._saved_for_backward(grad_output))
 
 
 class MaxUnpool2d(_Pool2d):
@@ -178,11 +176,10 @@ class MaxUnpool2d(_Pool2d):
             if len(output_size) not in (2, 3, 4):
                 raise ValueError(f"output_size must be (H_out, W_out) (optionally led by N, C), got {output_size}")
             output_size = output_size[-2:]
-        out, self._ctx = F.max_unpool2d_forward(x, indices, self.kernel_size, self.stride, self.padding,
-                                                output_size)
-        _forward_done(self, out)
+        out, ctx = F.max_unpool2d_forward(x, indices, self.kernel_size, self.stride, self.padding, output_size)
+        self._save_for_backward(out, ctx)
         return out
 
     def backward(self, grad_output):
         """dL/dx: grad_output gathered at the indices."""
-        return F.max_unpool2d_backward(_checked_grad(self, grad_output), self._ctx)
+        return F.max_unpool2d_backward(*self._saved_for_backward(grad_output))
