@@ -1,0 +1,202 @@
+"""Smoke tests of the benchmark report machinery (dlcore.bench, python -m dlcore bench).
+
+No speed is asserted here (DESIGN.md: speed is measured in benchmarks, never in unit
+tests). The runs are tiny: synthetic cases, a few milliseconds of timing each, the
+machine limits replaced by fixed numbers, torch off unless a test needs it.
+"""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import dlcore
+from dlcore.__main__ import main
+from dlcore.bench import cases as bench_cases
+from dlcore.bench import report as rep
+from dlcore.bench.cases import Bound, Case
+
+LIMITS = {"threads": 1, "gemm_n": 8, "gemm_gflops": 10.0, "gemm_gflops_best": 11.0,
+          "copy_gbs": 5.0, "update_gbs": 6.0, "bandwidth_gbs": 6.0, "stream_mb": 1.0}
+HAS_CYTHON = "cython" in dlcore.available_backends()
+
+
+def _elementwise_case(key="synthetic.add", wrong_on_cython=False, nbytes=3 * 4 * 10_000,
+                      target=""):
+    """A tiny memory-bound case: y = 2x through NumPy, optionally wrong on the compiled backend."""
+
+    def build(kind, quick):
+        x = np.arange(10_000, dtype=np.float32)
+        if kind == "torch":
+            raise bench_cases.Unavailable("synthetic case has no torch twin")
+
+        def run():
+            scale = 3.0 if (wrong_on_cython and dlcore.get_backend() == "cython") else 2.0
+            return x * np.float32(scale)
+        return Bound(run)
+
+    return Case(key=key, name=f"synthetic {key}", group="activation", build=build,
+                nbytes=nbytes, target=target)
+
+
+def _run(monkeypatch, cases, **kwargs):
+    monkeypatch.setattr(rep, "all_cases", lambda quick=False, filter=None: list(cases))
+    monkeypatch.setattr(rep.machine, "measure_limits", lambda threads, quick=False: dict(LIMITS))
+    kwargs.setdefault("torch_mode", "off")
+    kwargs.setdefault("budget", 0.05)
+    kwargs.setdefault("progress", False)
+    return rep.run_bench(quick=True, threads=1, **kwargs)
+
+
+def test_case_list_is_complete_and_unique():
+    keys = [c.key for c in bench_cases.CASES]
+    assert len(keys) == len(set(keys))
+    groups = {c.group for c in bench_cases.CASES}
+    assert groups == {"conv", "pool", "activation", "loss", "optim", "model"}
+    # every activation and optimizer of the issue, at both sizes
+    for name in ("relu", "leaky_relu", "sigmoid", "tanh", "silu", "sgd_momentum", "adagrad",
+                 "rmsprop", "adam", "adamw"):
+        assert sum(k.startswith(name + ".") for k in keys) == 2, name
+    quick = bench_cases.all_cases(quick=True)
+    assert 5 <= len(quick) < len(keys)
+    assert [c.key for c in bench_cases.all_cases(filter="CONV2D FWD+BWD")] == [
+        "conv2d.fb.lenet1", "conv2d.fb.lenet2", "conv2d.fb.c64", "conv2d.fb.s2"]
+    assert bench_cases.all_cases(filter="no such case") == []
+    assert all(not c.full_only for c in bench_cases.all_cases(include_full_only=False))
+
+
+def test_conv_flops_formula():
+    case = bench_cases.get_case("conv2d.f.c64")
+    assert case.flops == 2.0 * 32 * 64 * 64 * 3 * 3 * 32 * 32
+    assert bench_cases.get_case("conv2d.fb.c64").flops == 3 * case.flops
+    stride2 = bench_cases.get_case("conv2d.f.s2")
+    assert stride2.flops == 2.0 * 32 * 128 * 64 * 9 * 16 * 16
+    with pytest.raises(KeyError, match="nope"):
+        bench_cases.get_case("nope")
+
+
+def test_to_numpy_handles_tensors_floats_and_parameters():
+    p = dlcore.nn.Parameter(np.ones(3, dtype=np.float32))
+    out = bench_cases.to_numpy((np.zeros(2, np.float32), 1.5, p))
+    assert [a.dtype for a in out] == [np.float64] * 3
+    assert out[1] == 1.5 and out[2].shape == (3,)
+
+
+def test_tiny_run_structure_json_and_table(monkeypatch, tmp_path):
+    report = _run(monkeypatch, [_elementwise_case(target="bandwidth")])
+    assert report["mode"] == "quick" and report["torch_mode"] == "off"
+    assert set(report["header"]) >= {"cpu", "threads", "build_info", "numpy", "load_average_start",
+                                     "load_average_end", "threadpool_info"}
+    (case,) = report["cases"]
+    numpy_result = case["impls"]["numpy"]
+    assert numpy_result["ok"] and numpy_result["repeats"] >= 3
+    assert numpy_result["median_s"] > 0 and numpy_result["gbs"] > 0
+    if HAS_CYTHON:
+        assert case["checks"]["cython"] == "ok"
+        m = case["metrics"]
+        assert m["cython/numpy"] > 0 and m["gbs"] > 0
+        assert m["times_floor"] == pytest.approx(case["impls"]["cython"]["median_s"] / m["floor_s"])
+        assert report["targets"][0]["status"] in ("met", "GAP")
+    path = tmp_path / "bench.json"
+    rep.write_json(report, path)
+    loaded = json.loads(path.read_text())
+    assert loaded["cases"][0]["key"] == "synthetic.add"
+    assert "limits" in loaded and "targets" in loaded and "warnings" in loaded
+    text = rep.format_report(report)
+    assert "synthetic synthetic.add" in text and "GB/s" in text and "limits" in text
+
+
+@pytest.mark.skipif(not HAS_CYTHON, reason="needs two backends to disagree")
+def test_a_wrong_compiled_result_is_reported(monkeypatch):
+    report = _run(monkeypatch, [_elementwise_case(wrong_on_cython=True)])
+    check = report["cases"][0]["checks"]["cython"]
+    assert check.startswith("FAIL") and "relative error" in check
+    assert any(w.startswith("wrong result") for w in report["warnings"])
+    assert "!" in rep.format_report(report)
+
+
+def test_unavailable_implementation_is_na_not_fatal(monkeypatch):
+    def build(kind, quick):
+        raise AttributeError("module 'dlcore.functional' has no attribute 'frobnicate'")
+
+    case = Case(key="synthetic.missing", name="missing op", group="conv", build=build, flops=1e6)
+    report = _run(monkeypatch, [case])
+    impls = report["cases"][0]["impls"]
+    assert not impls["numpy"]["ok"] and "frobnicate" in impls["numpy"]["reason"]
+    assert "n/a" in rep.format_report(report)
+
+
+def test_plot_png_or_clear_message(monkeypatch, tmp_path):
+    report = _run(monkeypatch, [_elementwise_case()])
+    report["cases"][0]["metrics"]["cython/numpy"] = 0.5  # a ratio to draw, with or without cython
+    path = tmp_path / "ratios.png"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(rep.PlotUnavailable, match="matplotlib is not installed"):
+            rep.plot_ratios(report, path)
+    else:
+        rep.plot_ratios(report, path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # matplotlib missing: the message, no file
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(rep.PlotUnavailable, match="pip install matplotlib"):
+        rep.plot_ratios(report, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_targets_verdicts():
+    report = {"limits": dict(LIMITS), "cases": [
+        {"key": "lenet5.train_step.b64", "name": "step", "target": "", "bytes": 0,
+         "metrics": {"cython/torch": 0.5, "cython/numpy": 0.5}},
+        {"key": "conv2d.fb.c64", "name": "conv", "target": "gemm", "bytes": 0,
+         "metrics": {"fraction_of_gemm": 0.7, "gflops": 7.0}},
+        {"key": "relu.fb.1e7", "name": "relu", "target": "bandwidth", "bytes": 2e8,
+         "metrics": {"times_floor": 2.5}},
+        {"key": "adam.step.1e7", "name": "adam", "target": "bandwidth", "bytes": 2e8, "metrics": {}},
+    ]}
+    verdicts = [t["status"] for t in rep.targets(report)]
+    assert verdicts == ["met", "GAP", "met", "GAP", "n/a"]
+
+
+def test_cli_list_and_bad_filter(capsys):
+    assert main(["bench", "--list", "--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "lenet5.train_step.b64" in out and "adagrad.step.1e6" not in out
+    assert main(["bench", "--filter", "no such case", "--torch", "off", "--no-progress"]) == 2
+    assert "no benchmark case" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--threads", "0"])
+
+
+def test_cli_end_to_end_json(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(rep, "all_cases", lambda quick=False, filter=None: [_elementwise_case()])
+    monkeypatch.setattr(rep.machine, "measure_limits", lambda threads, quick=False: dict(LIMITS))
+    path = tmp_path / "out.json"
+    code = main(["bench", "--quick", "--torch", "off", "--threads", "1", "--budget", "0.05",
+                 "--no-progress", "--json", str(path)])
+    assert code == 0
+    assert "synthetic" in capsys.readouterr().out
+    assert json.loads(path.read_text())["header"]["threads"] == 1
+
+
+def test_torch_worker_protocol():
+    pytest.importorskip("torch")
+    from dlcore.bench.timing import TorchWorker, WorkerRunner
+
+    worker = TorchWorker(threads=1)
+    try:
+        assert worker.info["ok"] and worker.info["threads"] == 1
+        runner = WorkerRunner(worker, bench_cases.get_case("cross_entropy.fb.64x10"), 1)
+        assert runner.start(), runner.reason
+        assert runner.sample() > 0
+        loss, grad = runner.result()
+        assert grad.shape == (64, 10) and np.isfinite(loss).all()
+        # the gradient of a mean cross-entropy sums to zero over each row
+        np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-6)
+        runner.close()
+    finally:
+        worker.close()
+    assert worker.proc.returncode == 0
