@@ -137,7 +137,8 @@ class Perceptron(_LinearBase):
         return self
 
     def predict(self, X):
-        return self.classes_[(self.net_input(X) >= 0.0).astype(np.intp)]
+        z = self.net_input(X)
+        return self.classes_[(z >= 0.0).astype(np.intp)]
 
 
 class Adaline(_LinearBase):
@@ -186,14 +187,15 @@ class Adaline(_LinearBase):
         rng = _rng(self.seed)
         self.losses_ = []
         for _ in range(self.epochs):
-            e = t - Xa @ W
-            self.losses_.append(float(np.mean(e * e)))
-            if self.online:
-                for j in rng.permutation(n):
-                    ej = t[j] - Xa[j] @ W
-                    W += self.lr * ej * step_X[j]
-            else:
-                W += self.lr * (2.0 / n) * (step_X.T @ e)
+            with np.errstate(over="ignore", invalid="ignore"):   # divergence is reported below
+                e = t - Xa @ W
+                self.losses_.append(float(np.mean(e * e)))
+                if self.online:
+                    for j in rng.permutation(n):
+                        ej = t[j] - Xa[j] @ W
+                        W += self.lr * ej * step_X[j]
+                else:
+                    W += self.lr * (2.0 / n) * (step_X.T @ e)
             if not np.all(np.isfinite(W)):
                 raise FloatingPointError(
                     f"Adaline diverged at lr={self.lr}: lower the learning rate or standardize X")
@@ -201,7 +203,8 @@ class Adaline(_LinearBase):
         return self
 
     def predict(self, X):
-        return self.classes_[(self.net_input(X) >= 0.5).astype(np.intp)]
+        z = self.net_input(X)
+        return self.classes_[(z >= 0.5).astype(np.intp)]
 
 
 def _sigmoid(z):
@@ -286,7 +289,8 @@ class LogisticRegression(_GDClassifier):
         return np.stack([1.0 - p1, p1], axis=1)
 
     def predict(self, X):
-        return self.classes_[(self.net_input(X) >= 0.0).astype(np.intp)]
+        z = self.net_input(X)
+        return self.classes_[(z >= 0.0).astype(np.intp)]
 
 
 class SoftmaxRegression(_GDClassifier):
