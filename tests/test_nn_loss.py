@@ -46,15 +46,15 @@ def test_loss_gradcheck(backend, rng, name, reduction):
     assert dlcore.gradcheck(getattr(nn, name)(reduction), pred, target)
 
 
-@pytest.mark.parametrize("name", LOSSES)
-def test_loss_gradcheck_extra_arguments(backend, rng, name):
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [("MultiMarginLoss", dict(p=2, margin=0.7)), ("MultiMarginLoss", dict(margin=0.3)),
+     ("CrossEntropyLoss", dict(label_smoothing=0.1))],
+)
+def test_loss_gradcheck_extra_arguments(backend, rng, name, kwargs, reduction):
     pred, target = make_case(name, rng)
-    if name == "MultiMarginLoss":
-        assert dlcore.gradcheck(nn.MultiMarginLoss(p=2, margin=0.7), pred, target)
-    elif name == "CrossEntropyLoss":
-        assert dlcore.gradcheck(nn.CrossEntropyLoss(label_smoothing=0.1), pred, target)
-    else:
-        pytest.skip("no extra arguments")
+    assert dlcore.gradcheck(getattr(nn, name)(reduction, **kwargs), pred, target)
 
 
 @requires_torch
