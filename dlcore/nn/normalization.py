@@ -245,7 +245,7 @@ class InstanceNorm2d(_NormBase):
         use_input_stats = self.training or not self.track_running_stats
         out, ctx = F.instance_norm_forward(
             x, self.running_mean, self.running_var, *self._param_data(),
-            use_input_stats=use_input_stats, momentum=0.1 if self.momentum is None else self.momentum,
+            use_input_stats=use_input_stats, momentum=0.0 if self.momentum is None else self.momentum,
             eps=self.eps,
         )
         self._save_for_backward(out, ctx)

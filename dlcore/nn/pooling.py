@@ -147,6 +147,10 @@ class MaxUnpool2d(_Pool2d):
 
         \frac{\partial L}{\partial x_{n,c,i,j}} = g_{n,c,\,\mathrm{indices}_{n,c,i,j}}
 
+    When windows overlapped, an index can repeat: the forward then keeps one of the
+    values (the last in row-major order) while the backward still gathers for every copy,
+    as torch's does; there it is torch's gradient rather than the forward's derivative.
+
     Args:
         kernel_size (int or pair).  stride (default None = kernel_size).  padding (default 0).
 
