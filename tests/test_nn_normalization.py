@@ -8,6 +8,7 @@ import pytest
 from conftest import assert_close, requires_torch, torch
 from test_nn_conv import layer_gradcheck, tdtype, torch_state
 
+import dlcore
 from dlcore import functional as F
 from dlcore import nn
 
@@ -340,3 +341,18 @@ def test_functional_errors(rng):
         F.batch_norm(np.zeros((2, 3), np.int64), None, None, training=True)
     with pytest.raises(ValueError, match="eps"):
         F.batch_norm(x, None, None, training=True, eps=0.0)
+
+
+@pytest.mark.parametrize("make,shapes", [
+    (lambda: nn.BatchNorm1d(3), [(4, 3, 2)]),
+    (lambda: nn.BatchNorm2d(2).eval(), [(2, 2, 3, 3)]),
+    (lambda: nn.InstanceNorm2d(2, affine=True), [(2, 2, 3, 3)]),
+    (lambda: nn.AdaIN(), [(1, 2, 3, 3), (1, 2, 2, 4)]),
+])
+def test_dlcore_gradcheck_agrees(make, shapes, rng):
+    """The library's own checker (float32 module, checked in float64) passes too."""
+    layer = make()
+    before = layer.state_dict()
+    assert dlcore.gradcheck(layer, *[rng.standard_normal(s).astype(np.float32) for s in shapes])
+    for key, value in layer.state_dict().items():
+        assert value.dtype == before[key].dtype
