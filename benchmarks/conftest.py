@@ -24,10 +24,6 @@ from dlcore.bench.cases import Unavailable, to_numpy
 from dlcore.bench.report import _compare
 from dlcore.bench.timing import impl_settings, run_context
 
-#: implementations each case is parametrized over
-BENCH_IMPLS = ("cython", "numpy", "torch")
-
-
 def pytest_addoption(parser):
     parser.addoption(
         "--bench-threads", type=int, default=None,

@@ -29,7 +29,7 @@ __all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "targets",
 
 QUICK_BUDGET = 2.0  # seconds of timing per case
 FULL_BUDGET = 9.0
-INTERFERENCE_LIMIT = 1.15  # torch moves out of process above this slowdown of our kernels
+INTERFERENCE_LIMIT = 1.25  # torch moves out of process above this slowdown of our kernels
 PROBE_KEYS = ("relu.fb.1e6", "adam.step.1e6", "conv2d.fb.lenet2", "max_pool2d.fb.c64")
 
 
