@@ -45,6 +45,8 @@ class _Encoder:
         if isinstance(value, dict):
             items = []
             for key, item in value.items():
+                if isinstance(key, np.integer):
+                    key = int(key)
                 if isinstance(key, bool) or not isinstance(key, (str, int)):
                     raise TypeError(f"dict keys must be str or int, got {type(key).__name__} {key!r} in {where}")
                 items.append([key, self.node(item, f"{where}[{key!r}]")])

@@ -275,17 +275,21 @@ class Module:
         for _, module in self.named_modules():
             yield module
 
-    def named_parameters(self, prefix=""):
-        """``(dotted_name, Parameter)`` pairs with torch's names; a shared Parameter appears once."""
+    def named_parameters(self, prefix="", recurse=True):
+        """``(dotted_name, Parameter)`` pairs with torch's names; a shared Parameter appears once.
+
+        ``recurse=False`` lists only this module's own parameters.
+        """
         seen = set()
-        for module_name, module in self.named_modules(prefix):
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
             for name, param in module._parameters.items():
                 if param is not None and id(param) not in seen:
                     seen.add(id(param))
                     yield (f"{module_name}.{name}" if module_name else name), param
 
-    def parameters(self):
-        for _, param in self.named_parameters():
+    def parameters(self, recurse=True):
+        for _, param in self.named_parameters(recurse=recurse):
             yield param
 
     def named_buffers(self, prefix=""):
@@ -311,10 +315,10 @@ class Module:
         return int(sum(p.size for p in self.parameters()))
 
     # ---- training state -----------------------------------------------------------------
-    def zero_grad(self):
-        """Set every parameter's ``.grad`` to zeros of its shape."""
+    def zero_grad(self, set_to_none=False):
+        """Set every parameter's ``.grad`` to zeros of its shape (to None with ``set_to_none=True``)."""
         for param in self.parameters():
-            param.grad = np.zeros_like(param.data)
+            param.grad = None if set_to_none else np.zeros_like(param.data)
 
     def train(self, mode=True):
         """Training mode (Dropout drops, BatchNorm uses batch statistics) for self and descendants."""
@@ -437,8 +441,11 @@ class Module:
                 raise TypeError(f"state_dict entry {key!r} must be a numeric array, got dtype {value.dtype}")
             updates.append((module, name, param, value, current.dtype))
         for module, name, param, value, dtype in updates:
-            if param is not None:
-                param.data[...] = value
+            target = param.data if param is not None else getattr(module, name)
+            if isinstance(target, np.ndarray) and target.flags.writeable:
+                target[...] = value  # in place: references held elsewhere stay valid
+            elif param is not None:
+                param.data = np.array(value, dtype=dtype, order="C", copy=True)
             else:
                 module._set_buffer(name, np.array(value, dtype=dtype, copy=True))
         return missing, unexpected
