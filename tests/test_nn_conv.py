@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 from conftest import assert_close, requires_torch, torch
 
 import dlcore
@@ -286,3 +287,46 @@ def test_transposed_empty_output():
     conv = nn.ConvTranspose2d(1, 1, 1, padding=1)
     with pytest.raises(ValueError, match="output"):
         conv(np.zeros((1, 1, 2, 2), np.float32))
+
+
+# ---- hypothesis: random geometry against torch ------------------------------------------------
+@st.composite
+def conv_geometry(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), 7))
+    w = draw(st.integers(max(1, kw - 2 * pw), 7))
+    n, cin, cout = draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return n, cin, cout, (h, w), (kh, kw), (sh, sw), (ph, pw)
+
+
+@requires_torch
+@settings(max_examples=25)
+@given(geometry=conv_geometry(), transposed=st.booleans(), seed=st.integers(0, 2**16))
+def test_random_geometry_matches_torch(geometry, transposed, seed):
+    n, cin, cout, (h, w), kernel, stride, padding = geometry
+    rng = np.random.default_rng(seed)
+    if transposed:
+        output_padding = (rng.integers(0, stride[0]), rng.integers(0, stride[1]))
+        out_h = (h - 1) * stride[0] - 2 * padding[0] + kernel[0] + output_padding[0]
+        out_w = (w - 1) * stride[1] - 2 * padding[1] + kernel[1] + output_padding[1]
+        if min(out_h, out_w) < 1:
+            return
+        args = (cin, cout, kernel, stride, padding, tuple(int(o) for o in output_padding))
+        reference = torch.nn.ConvTranspose2d(*args).double()
+        layer = nn.ConvTranspose2d(*args, dtype=np.float64)
+    else:
+        reference = torch.nn.Conv2d(cin, cout, kernel, stride, padding).double()
+        layer = nn.Conv2d(cin, cout, kernel, stride, padding, dtype=np.float64)
+    layer.load_state_dict(torch_state(reference))
+    x = rng.standard_normal((n, cin, h, w))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = reference(tx)
+    y = layer(x)
+    assert_close(y, ty.detach().numpy(), np.float64)
+    g = rng.standard_normal(y.shape)
+    ty.backward(torch.tensor(g))
+    assert_close(layer.backward(g), tx.grad.numpy(), np.float64)
+    assert_close(layer.weight.grad, reference.weight.grad.numpy(), np.float64)
+    assert_close(layer.bias.grad, reference.bias.grad.numpy(), np.float64)
