@@ -115,8 +115,8 @@ def load_mnist(folder):
     out = []
     for split in ("train", "test"):
         img_path = _find(folder, _MNIST_FILES[f"{split}_images"])
-        lab_path = _find(folder, _MNIST_FILES[f"{split}_labels"])
         images = load_idx(img_path, expected_ndim=3)
+        lab_path = _find(folder, _MNIST_FILES[f"{split}_labels"])
         labels = load_idx(lab_path, expected_ndim=1)
         if images.shape[0] != labels.shape[0]:
             raise ValueError(
