@@ -330,6 +330,13 @@ def _warnings(report):
     if noisy:
         out.append(f"{len(noisy)} of {len(report['cases'])} cases had a repeat spread "
                    f"(IQR/median) above 10%: {', '.join(noisy[:4])}{' ...' if len(noisy) > 4 else ''}")
+    slower = [c["name"] for c in report["cases"]
+              if (c["metrics"].get("1thr/Nthr") or 1.0) < 0.8]
+    if slower:
+        out.append(f"{len(slower)} cases ran slower on {header['threads']} threads than on one "
+                   f"({', '.join(slower[:3])}{' ...' if len(slower) > 3 else ''}): an oversubscribed "
+                   "machine (see the load average) or a workload too small for threads (STYLE.md "
+                   "pitfall 5)")
     failed = [f"{c['name']} [{impl}]: {s}" for c in report["cases"]
               for impl, s in c["checks"].items() if str(s).startswith("FAIL")]
     out += [f"wrong result: {f}" for f in failed]
@@ -535,29 +542,40 @@ def plot_ratios(report, path):
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         raise PlotUnavailable("matplotlib is not installed (pip install matplotlib); "
                               "the plot was skipped") from None
     rows = [c for c in report["cases"]
             if c["metrics"].get("cython/numpy") or c["metrics"].get("cython/torch")]
-    fig = Figure(figsize=(10, 1.0 + 0.32 * max(len(rows), 1)))
+    fig = Figure(figsize=(11, 2.2 + 0.36 * max(len(rows), 1)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(rows))
     series = [("cython/numpy", "compiled / NumPy twin", "tab:blue", -0.2),
               ("cython/torch", "compiled / torch", "tab:orange", 0.2)]
+    shown = [1.0]
     for key, label, color, dy in series:
         vals = [c["metrics"].get(key) or np.nan for c in rows]
         ax.barh(y + dy, vals, height=0.38, label=label, color=color)
+        for yi, v in zip(y, vals):
+            if np.isfinite(v):
+                shown.append(v)
+                ax.text(v, yi + dy, f" {v:.2f}", va="center", fontsize=6)
     ax.axvline(1.0, color="k", linewidth=0.8)
     ax.set_xscale("log")
+    ax.set_xlim(min(shown) / 1.5, max(shown) * 2.0)
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_yticks(y)
     ax.set_yticklabels([c["name"] for c in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("time ratio (< 1: compiled faster)")
     h = report["header"]
     ax.set_title(f"dlcore {report['mode']} benchmark: {h['cpu']}, {h['threads']} threads", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (len(rows) + 4)), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return path
