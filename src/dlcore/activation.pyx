@@ -1,0 +1,539 @@
+"""Compiled activation kernels: relu, leaky_relu, sigmoid, tanh, silu, softmax,
+log_softmax and the fused softmax-cross-entropy, forward and backward.
+
+The specification is the NumPy twin, ``dlcore/backends/numpy_kernels/activation.py``:
+same names, same parameters, same results up to float rounding. The caller validates,
+makes every array C-contiguous of one float dtype and allocates every output.
+
+Parallel axes (race-free by construction, so results are bitwise independent of the
+thread count):
+
+* elementwise kernels: the flat array is cut into chunks of ``CHUNK`` elements and
+  ``prange`` hands whole chunks to threads; each worker is a plain loop over one chunk
+  (no calls but libm, so gcc vectorizes relu, leaky_relu and the backward passes);
+* row-wise kernels (softmax, log_softmax, softmax_cross_entropy): ``prange`` over rows;
+  one thread owns a row, so its max and sums are computed in one fixed order.
+
+Vectorization: gcc keeps -ftrapping-math by default (we never pass -ffast-math), so it
+will not if-convert a branch that holds a float operation, and it sinks an operation
+used by one arm of a select into that arm. So every select below picks between plain
+values (loaded or constant) and arithmetic comes after it: leaky_relu is
+``pos + neg * slope`` with ``pos = v if v > 0 else 0``, ``neg = 0 if v > 0 else v``.
+(``gcc -fopt-info-vec`` on the generated C lists the vectorized loops.)
+
+Float32 row sums accumulate in double. Below ``PARALLEL_MIN`` elements of work the
+kernels run on one thread: waking the OpenMP team costs more than it saves there.
+
+Index glossary: ``i`` flat element (or row ``i`` of a cross-entropy batch), ``r`` row,
+``j`` column/class, ``n`` elements, ``R, C`` rows and columns, ``N`` batch, ``t`` target.
+"""
+from cython.parallel cimport prange
+from libc.math cimport exp, expf, fabs, fabsf, log, tanh
+from libc.stdint cimport int64_t
+
+from dlcore._common cimport floating, intp_t
+
+__all__ = [
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "silu_forward",
+    "silu_backward",
+    "softmax_forward",
+    "softmax_backward",
+    "log_softmax_forward",
+    "log_softmax_backward",
+    "softmax_cross_entropy_forward",
+    "softmax_cross_entropy_backward",
+]
+
+cdef enum:
+    # Elements per parallel work item: 64 KiB of float32, big enough to amortize the loop
+    # set-up and small enough that two threads still get balanced halves of 1e5 elements.
+    CHUNK = 16384
+    # Below this much work (elements, or R*C for row kernels) one thread is faster
+    # (measured on the 2-core dev machine, see PARALLEL_MIN notes below).
+    PARALLEL_MIN = 65536
+
+
+cdef inline int _team(intp_t work, int n_threads) noexcept nogil:
+    """Threads to use for ``work`` elements: 1 below PARALLEL_MIN, else n_threads."""
+    if work < PARALLEL_MIN or n_threads < 1:
+        return 1
+    return n_threads
+
+
+cdef inline intp_t _n_chunks(intp_t n) noexcept nogil:
+    return (n + CHUNK - 1) // CHUNK
+
+
+cdef inline intp_t _chunk_len(intp_t c, intp_t n) noexcept nogil:
+    return min(CHUNK, n - c * CHUNK)
+
+
+cdef extern from *:
+    """
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+    /* cond ? a : b computed on the bit patterns. A plain `?:` lets gcc fold the operation
+       that follows into each arm (e.g. `(c ? 1 : e) / (1 + e)` becomes two divisions, one
+       per arm) and then, under -ftrapping-math, refuse to vectorize the branch; a mask
+       select stays branch-free. NaN in the chosen operand is kept. */
+    static inline float dlcore_selectf(int cond, float a, float b) {
+        uint32_t ai, bi, m = (uint32_t)0 - (uint32_t)(cond != 0);
+        memcpy(&ai, &a, 4); memcpy(&bi, &b, 4);
+        ai = (ai & m) | (bi & ~m);
+        memcpy(&a, &ai, 4);
+        return a;
+    }
+    static inline double dlcore_select(int cond, double a, double b) {
+        uint64_t ai, bi, m = (uint64_t)0 - (uint64_t)(cond != 0);
+        memcpy(&ai, &a, 8); memcpy(&bi, &b, 8);
+        ai = (ai & m) | (bi & ~m);
+        memcpy(&a, &ai, 8);
+        return a;
+    }
+    /* exp(x) for float32 x <= 0, without calls or branches so that gcc vectorizes the
+       loops that use it (libm's expf is a call per element: several times slower).
+       Cephes' expf: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial,
+       2^n written into the exponent bits. About 1 ulp; results below FLT_MIN flush to 0. */
+    static inline float dlcore_expf_nonpos(float x) {
+        const float lo = -87.33654475f;                      /* ln(FLT_MIN) */
+        float xc = dlcore_selectf(x < lo, lo, x);            /* NaN passes through */
+        float n = (xc * 1.44269504089f + 12582912.0f) - 12582912.0f;  /* round(x / ln2): 1.5*2^23 trick */
+        float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;       /* ln2 in two parts: n*C1 exact */
+        float p = 1.9875691500e-4f;
+        p = p * r + 1.3981999507e-3f;
+        p = p * r + 8.3334519073e-3f;
+        p = p * r + 4.1665795894e-2f;
+        p = p * r + 1.6666665459e-1f;
+        p = p * r + 5.0000001201e-1f;
+        p = p * r * r + r + 1.0f;
+        int32_t bits = ((int32_t)n + 127) << 23;             /* 2^n for n in [-126, 0] */
+        float two_n;
+        memcpy(&two_n, &bits, 4);
+        return p * dlcore_selectf(x < lo, 0.0f, two_n);
+    }
+    /* tanh(x) for float32, vectorizable: Cephes' tanhf. An odd polynomial for |x| < 0.625
+       (where 1 - e would cancel), else sign(x) (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29.
+       Both are computed; the polynomial gets 0 when |x| is large, so it cannot overflow. */
+    static inline float dlcore_tanhf(float x) {
+        float a = fabsf(x);
+        int small = a < 0.625f;
+        float xs = dlcore_selectf(small, x, 0.0f);
+        float z = xs * xs;
+        float p = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z
+                    + 1.33314422036e-1f) * z - 3.33332819422e-1f) * z * xs + xs;
+        float e = dlcore_expf_nonpos(-2.0f * a);
+        float q = copysignf((1.0f - e) / (1.0f + e), x);
+        return dlcore_selectf(small, p, q);
+    }
+    """
+    float _expf_nonpos "dlcore_expf_nonpos"(float x) noexcept nogil
+    float _tanhf "dlcore_tanhf"(float x) noexcept nogil
+    float _selectf "dlcore_selectf"(bint cond, float a, float b) noexcept nogil
+    double _selectd "dlcore_select"(bint cond, double a, double b) noexcept nogil
+
+
+cdef inline floating _select(bint cond, floating a, floating b) noexcept nogil:
+    """cond ? a : b, branch-free (see dlcore_selectf)."""
+    if floating is float:
+        return _selectf(cond, a, b)
+    else:
+        return _selectd(cond, a, b)
+
+
+cdef inline floating _sigmoid(floating v) noexcept nogil:
+    # 1 / (1 + e^-v) for v >= 0 and e^v / (1 + e^v) for v < 0, both via e = exp(-|v|) <= 1:
+    # no overflow for any v, and NaN stays NaN (e is NaN). float64 uses libm's exp.
+    cdef floating e, num
+    if floating is float:
+        e = _expf_nonpos(-fabsf(v))
+    else:
+        e = exp(-fabs(v))
+    num = _select(v >= 0, 1, e)
+    return num / (1 + e)
+
+
+# ---- elementwise workers: one chunk of n elements each --------------------------------------
+
+cdef void _relu_fwd(const floating* x, floating* out, intp_t n) noexcept nogil:
+    cdef intp_t i
+    cdef floating v
+    for i in range(n):
+        v = x[i]
+        # `0 if v <= 0 else v` rather than `v if v > 0 else 0`: NaN propagates, as torch.relu.
+        out[i] = 0 if v <= 0 else v
+
+
+cdef void _relu_bwd(const floating* g, const floating* y, floating* gi, intp_t n) noexcept nogil:
+    cdef intp_t i
+    cdef floating gv
+    for i in range(n):
+        gv = g[i]
+        gi[i] = gv if y[i] > 0 else 0
+
+
+cdef void _leaky_fwd(const floating* x, floating* out, floating slope, intp_t n) noexcept nogil:
+    cdef intp_t i
+    cdef floating v, pos, neg
+    for i in range(n):
+        v = x[i]
+        pos = v if v > 0 else 0
+        neg = 0 if v > 0 else v  # NaN goes here and propagates
+        out[i] = pos + neg * slope
+
+
+cdef void _leaky_bwd(const floating* g, const floating* x, floating* gi, floating slope,
+                     intp_t n) noexcept nogil:
+    cdef intp_t i
+    cdef floating d
+    for i in range(n):
+        d = 1 if x[i] > 0 else slope
+        gi[i] = g[i] * d
+
+
+cdef void _sigmoid_fwd(const floating* x, floating* out, intp_t n) noexcept nogil:
+    cdef intp_t i
+    for i in range(n):
+        out[i] = _sigmoid(x[i])
+
+
+cdef void _sigmoid_bwd(const floating* g, const floating* y, floating* gi, intp_t n) noexcept nogil:
+    cdef intp_t i
+    for i in range(n):
+        gi[i] = g[i] * (y[i] * (1 - y[i]))
+
+
+cdef void _tanh_fwd(const floating* x, floating* out, intp_t n) noexcept nogil:
+    cdef intp_t i
+    for i in range(n):
+        if floating is float:
+            out[i] = _tanhf(x[i])
+        else:
+            out[i] = tanh(x[i])
+
+
+cdef void _tanh_bwd(const floating* g, const floating* y, floating* gi, intp_t n) noexcept nogil:
+    cdef intp_t i
+    for i in range(n):
+        gi[i] = g[i] * (1 - y[i] * y[i])
+
+
+cdef void _silu_fwd(const floating* x, floating* out, intp_t n) noexcept nogil:
+    cdef intp_t i
+    for i in range(n):
+        out[i] = x[i] * _sigmoid(x[i])
+
+
+cdef void _silu_bwd(const floating* g, const floating* x, floating* gi, intp_t n) noexcept nogil:
+    cdef intp_t i
+    cdef floating s
+    for i in range(n):
+        s = _sigmoid(x[i])
+        gi[i] = g[i] * (s * (1 + x[i] * (1 - s)))
+
+
+# ---- elementwise kernels: prange over chunks ---------------------------------------------------
+
+def relu_forward(const floating[::1] x,  # IN (n,)
+                 floating[::1] out,      # OUT (n,)
+                 int n_threads):
+    """out = max(x, 0).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n,), dtype float32 or float64, C-contiguous
+    out : ndarray of shape (n,), same dtype, written
+    n_threads : int
+
+    Same contract as the NumPy twin. The caller validates and allocates.
+    """
+    cdef intp_t n = x.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _relu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
+
+
+def relu_backward(const floating[::1] grad_output,  # IN (n,)
+                  const floating[::1] output,       # IN (n,) relu's result
+                  floating[::1] grad_input,         # OUT (n,)
+                  int n_threads):
+    """grad_input = grad_output * [output > 0]; arrays (n,) of one float dtype. See the twin."""
+    cdef intp_t n = grad_output.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _relu_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
+                      _chunk_len(c, n))
+
+
+def leaky_relu_forward(const floating[::1] x,  # IN (n,)
+                       floating[::1] out,      # OUT (n,)
+                       double negative_slope,
+                       int n_threads):
+    """out = x if x > 0 else negative_slope * x; arrays (n,) of one float dtype. See the twin."""
+    cdef intp_t n = x.shape[0], c
+    cdef floating slope = <floating>negative_slope
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _leaky_fwd(&x[c * CHUNK], &out[c * CHUNK], slope, _chunk_len(c, n))
+
+
+def leaky_relu_backward(const floating[::1] grad_output,  # IN (n,)
+                        const floating[::1] x,            # IN (n,) the forward input
+                        floating[::1] grad_input,         # OUT (n,)
+                        double negative_slope,
+                        int n_threads):
+    """grad_input = grad_output * (1 if x > 0 else negative_slope). See the twin."""
+    cdef intp_t n = grad_output.shape[0], c
+    cdef floating slope = <floating>negative_slope
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _leaky_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK], slope,
+                       _chunk_len(c, n))
+
+
+def sigmoid_forward(const floating[::1] x,  # IN (n,)
+                    floating[::1] out,      # OUT (n,)
+                    int n_threads):
+    """out = 1 / (1 + exp(-x)), overflow-free; arrays (n,) of one float dtype. See the twin."""
+    cdef intp_t n = x.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _sigmoid_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
+
+
+def sigmoid_backward(const floating[::1] grad_output,  # IN (n,)
+                     const floating[::1] output,       # IN (n,) sigmoid's result y
+                     floating[::1] grad_input,         # OUT (n,)
+                     int n_threads):
+    """grad_input = grad_output * y * (1 - y). See the twin."""
+    cdef intp_t n = grad_output.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _sigmoid_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
+                         _chunk_len(c, n))
+
+
+def tanh_forward(const floating[::1] x,  # IN (n,)
+                 floating[::1] out,      # OUT (n,)
+                 int n_threads):
+    """out = tanh(x); arrays (n,) of one float dtype. See the twin."""
+    cdef intp_t n = x.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _tanh_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
+
+
+def tanh_backward(const floating[::1] grad_output,  # IN (n,)
+                  const floating[::1] output,       # IN (n,) tanh's result y
+                  floating[::1] grad_input,         # OUT (n,)
+                  int n_threads):
+    """grad_input = grad_output * (1 - y^2). See the twin."""
+    cdef intp_t n = grad_output.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _tanh_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
+                      _chunk_len(c, n))
+
+
+def silu_forward(const floating[::1] x,  # IN (n,)
+                 floating[::1] out,      # OUT (n,)
+                 int n_threads):
+    """out = x * sigmoid(x); arrays (n,) of one float dtype. See the twin."""
+    cdef intp_t n = x.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _silu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
+
+
+def silu_backward(const floating[::1] grad_output,  # IN (n,)
+                  const floating[::1] x,            # IN (n,) the forward input
+                  floating[::1] grad_input,         # OUT (n,)
+                  int n_threads):
+    """grad_input = grad_output * s * (1 + x * (1 - s)), s = sigmoid(x). See the twin."""
+    cdef intp_t n = grad_output.shape[0], c
+    with nogil:
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+            _silu_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK],
+                      _chunk_len(c, n))
+
+
+# ---- row workers: one row of C >= 1 entries each -------------------------------------------------
+
+cdef inline floating _row_max(const floating* x, intp_t C) noexcept nogil:
+    # A NaN makes the whole row NaN later (exp(NaN) enters the sum), as torch's.
+    cdef floating m = x[0]
+    cdef intp_t j
+    for j in range(1, C):
+        if x[j] > m:
+            m = x[j]
+    return m
+
+
+cdef inline double _row_sum_exp(const floating* x, floating m, intp_t C) noexcept nogil:
+    cdef double s = 0
+    cdef intp_t j
+    for j in range(C):
+        if floating is float:
+            s += expf(x[j] - m)
+        else:
+            s += exp(x[j] - m)
+    return s
+
+
+cdef void _softmax_row(const floating* x, floating* out, intp_t C) noexcept nogil:
+    cdef floating m = _row_max(x, C)
+    cdef double s = 0
+    cdef intp_t j
+    for j in range(C):
+        if floating is float:
+            out[j] = expf(x[j] - m)
+        else:
+            out[j] = exp(x[j] - m)
+        s += out[j]
+    for j in range(C):
+        out[j] = <floating>(out[j] / s)
+
+
+cdef void _log_softmax_row(const floating* x, floating* out, intp_t C) noexcept nogil:
+    cdef floating m = _row_max(x, C)
+    cdef double log_s = log(_row_sum_exp(x, m, C))
+    cdef intp_t j
+    for j in range(C):
+        out[j] = <floating>((x[j] - m) - log_s)
+
+
+cdef void _softmax_bwd_row(const floating* g, const floating* y, floating* gi, intp_t C) noexcept nogil:
+    cdef double dot = 0
+    cdef intp_t j
+    for j in range(C):
+        dot += <double>g[j] * y[j]
+    for j in range(C):
+        gi[j] = <floating>(y[j] * (g[j] - dot))
+
+
+cdef void _log_softmax_bwd_row(const floating* g, const floating* y, floating* gi,
+                               intp_t C) noexcept nogil:
+    cdef double total = 0
+    cdef intp_t j
+    for j in range(C):
+        total += g[j]
+    for j in range(C):
+        gi[j] = <floating>(g[j] - exp(y[j]) * total)
+
+
+# ---- row-wise kernels: prange over rows -------------------------------------------------------
+
+def softmax_forward(const floating[:, ::1] x,  # IN (R, C)
+                    floating[:, ::1] out,      # OUT (R, C)
+                    int n_threads):
+    """Softmax over the last axis of each row, with max subtraction.
+
+    Parameters
+    ----------
+    x : ndarray of shape (R, C), dtype float32 or float64, C-contiguous
+    out : ndarray of shape (R, C), same dtype, written
+    n_threads : int
+
+    Same contract as the NumPy twin. The caller validates and allocates.
+    """
+    cdef intp_t R = x.shape[0], C = x.shape[1], r
+    if C == 0:
+        return
+    with nogil:
+        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+            _softmax_row(&x[r, 0], &out[r, 0], C)
+
+
+def softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
+                     const floating[:, ::1] output,       # IN (R, C) softmax's result y
+                     floating[:, ::1] grad_input,         # OUT (R, C)
+                     int n_threads):
+    """grad_input[r] = y_r * (g_r - <g_r, y_r>). See the twin."""
+    cdef intp_t R = output.shape[0], C = output.shape[1], r
+    if C == 0:
+        return
+    with nogil:
+        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+            _softmax_bwd_row(&grad_output[r, 0], &output[r, 0], &grad_input[r, 0], C)
+
+
+def log_softmax_forward(const floating[:, ::1] x,  # IN (R, C)
+                        floating[:, ::1] out,      # OUT (R, C)
+                        int n_threads):
+    """out[r] = (x_r - max x_r) - log sum exp(x_r - max x_r). See the twin."""
+    cdef intp_t R = x.shape[0], C = x.shape[1], r
+    if C == 0:
+        return
+    with nogil:
+        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+            _log_softmax_row(&x[r, 0], &out[r, 0], C)
+
+
+def log_softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
+                         const floating[:, ::1] output,       # IN (R, C) log_softmax's result y
+                         floating[:, ::1] grad_input,         # OUT (R, C)
+                         int n_threads):
+    """grad_input[r] = g_r - exp(y_r) * sum(g_r). See the twin."""
+    cdef intp_t R = output.shape[0], C = output.shape[1], r
+    if C == 0:
+        return
+    with nogil:
+        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+            _log_softmax_bwd_row(&grad_output[r, 0], &output[r, 0], &grad_input[r, 0], C)
+
+
+def softmax_cross_entropy_forward(const floating[:, ::1] logits,  # IN (N, C)
+                                  const int64_t[::1] target,    # IN (N,) int64 in [0, C)
+                                  floating[::1] loss,             # OUT (N,)
+                                  double[::1] lse,                # OUT (N,) float64
+                                  int n_threads):
+    """Per-row cross-entropy of softmax(logits) against integer targets.
+
+    loss[i] = (m_i - x[i, t_i]) + log sum_j exp(x[i, j] - m_i), m_i = max_j x[i, j];
+    lse[i] = m_i + log sum_j exp(x[i, j] - m_i), kept in float64 for the backward.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (N, C), dtype float32 or float64, C-contiguous
+    target : ndarray of shape (N,), dtype int64, every entry in [0, C) (checked by the caller)
+    loss : ndarray of shape (N,), logits' dtype, written
+    lse : ndarray of shape (N,), float64, written
+    n_threads : int
+    """
+    cdef intp_t N = logits.shape[0], C = logits.shape[1], i
+    cdef floating m
+    cdef double log_s
+    if C == 0:
+        return
+    with nogil:
+        for i in prange(N, schedule='static', num_threads=_team(N * C, n_threads)):
+            m = _row_max(&logits[i, 0], C)
+            log_s = log(_row_sum_exp(&logits[i, 0], m, C))
+            loss[i] = <floating>((m - logits[i, target[i]]) + log_s)
+            lse[i] = m + log_s
+
+
+def softmax_cross_entropy_backward(const floating[::1] grad_output,  # IN (N,)
+                                   const floating[:, ::1] logits,    # IN (N, C)
+                                   const int64_t[::1] target,      # IN (N,)
+                                   const double[::1] lse,            # IN (N,) from the forward
+                                   floating[:, ::1] grad_input,      # OUT (N, C)
+                                   int n_threads):
+    """grad_input[i, j] = grad_output[i] * (exp(x[i, j] - lse[i]) - [j == t_i]). See the twin."""
+    cdef intp_t N = logits.shape[0], C = logits.shape[1], i, j
+    cdef double g, l
+    with nogil:
+        for i in prange(N, schedule='static', num_threads=_team(N * C, n_threads)):
+            g = grad_output[i]
+            l = lse[i]
+            for j in range(C):
+                grad_input[i, j] = <floating>(g * exp(logits[i, j] - l))
+            grad_input[i, target[i]] = <floating>(g * (exp(logits[i, target[i]] - l) - 1))
