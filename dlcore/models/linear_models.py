@@ -196,7 +196,8 @@ class Adaline(_LinearBase):
                         W += self.lr * ej * step_X[j]
                 else:
                     W += self.lr * (2.0 / n) * (step_X.T @ e)
-            if not np.all(np.isfinite(W)):
+            # Targets are 0/1, so an MSE this large can only mean the steps grow each epoch.
+            if not np.all(np.isfinite(W)) or self.losses_[-1] > 1e30:
                 raise FloatingPointError(
                     f"Adaline diverged at lr={self.lr}: lower the learning rate or standardize X")
         self.coef_, self.intercept_ = W[:m], float(W[m])
