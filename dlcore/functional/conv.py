@@ -1,2 +1,317 @@
-"""(being written)"""
-__all__ = []
+r"""Convolutions, and the im2col / col2im pair they are built from.
+
+Notation: input ``x`` of shape (N, C, H, W), weight (F, C, KH, KW), stride (SH, SW), zero
+padding (PH, PW). Like every deep-learning library (and unlike the signal-processing
+definition ``S(i, j) = sum_{m,n} I(m, n) K(i-m, j-n)`` in the study notes), ``conv2d``
+computes a *cross-correlation*: the kernel is not flipped. The notes' output size
+``h_o = (h_i - h_k)/h_s + 1`` assumes no padding and a stride that divides evenly; in
+general (as PyTorch):
+
+.. math::
+
+    OH = \left\lfloor \frac{H + 2 PH - KH}{SH} \right\rfloor + 1, \qquad
+    OW = \left\lfloor \frac{W + 2 PW - KW}{SW} \right\rfloor + 1.
+
+Each op validates once, then calls the active backend's kernels (compiled or NumPy,
+see :mod:`dlcore.backends`), which do im2col/col2im and one matrix product per chunk of
+the batch.
+"""
+import numpy as np
+
+from .._checks import as_floating, check_ndim, pair
+from ..backends import get_num_threads, kernels
+
+__all__ = [
+    "conv2d",
+    "conv2d_forward",
+    "conv2d_backward",
+    "conv_transpose2d",
+    "conv_transpose2d_forward",
+    "conv_transpose2d_backward",
+    "unfold",
+    "fold",
+]
+
+
+class _ConvCtx:
+    """What a convolution's backward needs: the (cast, contiguous) input and weight,
+    whether there was a bias, the stride and padding, and the output's shape."""
+
+    __slots__ = ("x", "weight", "has_bias", "stride", "padding", "out_shape")
+
+    def __init__(self, x, weight, has_bias, stride, padding, out_shape):
+        self.x, self.weight, self.has_bias = x, weight, has_bias
+        self.stride, self.padding, self.out_shape = stride, padding, out_shape
+
+
+# ---- validation --------------------------------------------------------------------------
+
+def _weight(weight, layout):
+    weight = as_floating(weight, "weight")
+    check_ndim(weight, 4, "weight", layout)
+    if weight.size == 0:
+        raise ValueError(f"weight must have no zero-sized dimension {layout}, got shape {weight.shape}")
+    return weight
+
+
+def _image(x, name, dtype, channels, channel_source):
+    """``x`` as a C-contiguous (N, C, H, W) array of ``dtype`` with C == channels."""
+    x = as_floating(x, name, dtype=dtype)
+    check_ndim(x, 4, name, "(N, C, H, W)")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channels ({channel_source}) in its "
+                         f"shape (N, C, H, W), got shape {x.shape}")
+    if x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} must have a non-empty H x W plane, got shape {x.shape}")
+    return x
+
+
+def _bias(bias, channels, dtype):
+    if bias is None:
+        return None
+    bias = as_floating(bias, "bias", dtype=dtype)
+    if bias.shape != (channels,):
+        raise ValueError(f"bias must have shape ({channels},) (one value per output channel), "
+                         f"got shape {bias.shape}")
+    return bias
+
+
+def _window(size, kernel, stride, padding):
+    """(OH, OW) of a window sweep, after checking the window fits the padded plane."""
+    (H, W), (KH, KW), (SH, SW), (PH, PW) = size, kernel, stride, padding
+    if KH > H + 2 * PH or KW > W + 2 * PW:
+        raise ValueError(f"kernel size {(KH, KW)} must not exceed the padded input size "
+                         f"{(H + 2 * PH, W + 2 * PW)} (input {(H, W)}, padding {(PH, PW)})")
+    return (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+
+
+def _grad_output(grad_output, ctx):
+    grad_output = as_floating(grad_output, "grad_output", dtype=ctx.weight.dtype)
+    if grad_output.shape != ctx.out_shape:
+        raise ValueError(f"grad_output must have the output's shape {ctx.out_shape}, "
+                         f"got shape {grad_output.shape}")
+    return grad_output
+
+
+# ---- conv2d ------------------------------------------------------------------------------
+
+def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
+    r"""2-D convolution (cross-correlation) over an NCHW batch, and the context for backward.
+
+    .. math::
+
+        \text{out}[n, f, oh, ow] = b_f + \sum_{c=0}^{C-1} \sum_{kh=0}^{KH-1} \sum_{kw=0}^{KW-1}
+            w[f, c, kh, kw] \; x_{\text{pad}}[n, c, oh \cdot SH + kh, ow \cdot SW + kw]
+
+    computed as ``out[n] = W2 @ im2col(x)[n] + b`` with ``W2 = weight.reshape(F, C*KH*KW)``.
+
+    Args:
+        x: input of shape (N, C, H, W); cast to the weight's dtype.
+        weight: (F, C, KH, KW), float32 or float64 (it fixes the dtype of the computation).
+        bias: (F,) or None (default: None).
+        stride: int or (SH, SW), each >= 1 (default: 1).
+        padding: int or (PH, PW) zero rows/columns added on each side, each >= 0 (default: 0).
+
+    Returns:
+        ``(out, ctx)``: out of shape (N, F, OH, OW) with the floor formula of the module
+        docstring; ``ctx`` for :func:`conv2d_backward`.
+    """
+    weight = _weight(weight, "(out_channels, in_channels, kH, kW)")
+    F, C, KH, KW = weight.shape
+    x = _image(x, "x", weight.dtype, C, "weight.shape[1]")
+    bias = _bias(bias, F, weight.dtype)
+    stride, padding = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0)
+    OH, OW = _window(x.shape[2:], (KH, KW), stride, padding)
+    out = np.empty((x.shape[0], F, OH, OW), dtype=weight.dtype)
+    kernels().conv2d_forward(x, weight, bias, out, *stride, *padding, get_num_threads())
+    return out, _ConvCtx(x, weight, bias is not None, stride, padding, out.shape)
+
+
+def conv2d_backward(grad_output, ctx):
+    r"""Gradients of :func:`conv2d_forward` given ``grad_output`` = dL/dout (N, F, OH, OW).
+
+    With ``cols = im2col(x)`` (N, C*KH*KW, OH*OW) and ``G = grad_output`` viewed as
+    (N, F, OH*OW):
+
+    .. math::
+
+        \frac{\partial L}{\partial W_2} = \sum_n G[n] \, \text{cols}[n]^T, \qquad
+        \frac{\partial L}{\partial b_f} = \sum_{n, oh, ow} G[n, f, oh, ow], \qquad
+        \frac{\partial L}{\partial x} = \text{col2im}\big(W_2^T G[n]\big),
+
+    i.e. ``grad_input[n, c, h, w]`` sums ``w[f, c, kh, kw] * G[n, f, oh, ow]`` over every
+    (f, kh, kw, oh, ow) whose window put pixel (h, w) at offset (kh, kw). The bias sum is
+    accumulated in float64.
+
+    Returns:
+        ``(grad_input, grad_weight, grad_bias)``, shaped like x, weight and bias;
+        ``grad_bias`` is None when the forward had no bias.
+    """
+    g = _grad_output(grad_output, ctx)
+    x, weight = ctx.x, ctx.weight
+    grad_input, grad_weight = np.empty_like(x), np.empty_like(weight)
+    grad_bias = np.empty(weight.shape[0], weight.dtype) if ctx.has_bias else None
+    kernels().conv2d_backward(x, weight, g, grad_input, grad_weight, grad_bias,
+                              *ctx.stride, *ctx.padding, get_num_threads())
+    return grad_input, grad_weight, grad_bias
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution as ``torch.nn.functional.conv2d``; see :func:`conv2d_forward`."""
+    return conv2d_forward(x, weight, bias, stride, padding)[0]
+
+
+# ---- conv_transpose2d --------------------------------------------------------------------
+
+def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    r"""2-D transposed convolution (conv2d's input gradient, run forward), with its context.
+
+    Each input pixel scatters ``x[n, c, h, w] * w[c, :, :, :]`` into the output at
+    ``(h*SH - PH + kh, w*SW - PW + kw)``:
+
+    .. math::
+
+        \text{out}[n, f, i, j] = b_f + \sum_{c, h, w, kh, kw \,:\, h SH - PH + kh = i,\;
+            w SW - PW + kw = j} x[n, c, h, w] \; w[c, f, kh, kw]
+
+    computed as ``out = col2im(W2.T @ x[n]) + b`` with ``W2 = weight.reshape(C_in, F*KH*KW)``.
+    This is exactly the gradient of ``conv2d(·, weight, stride, padding)`` with respect to
+    its input, which is why the layer upsamples by the stride.
+
+    Args:
+        x: (N, C_in, H, W), cast to the weight's dtype.
+        weight: (C_in, C_out, KH, KW) -- torch's layout, in/out swapped relative to conv2d.
+        bias: (C_out,) or None (default: None).
+        stride: int or pair, >= 1 (default: 1).
+        padding: int or pair, >= 0: rows/columns cropped from each side (default: 0).
+        output_padding: int or pair, 0 <= output_padding < stride: extra rows/columns
+            added at the bottom/right to pick one of the output sizes a strided conv2d
+            maps to the same input size (default: 0).
+
+    Returns:
+        ``(out, ctx)`` with out of shape (N, C_out, HO, WO),
+        ``HO = (H - 1)*SH - 2*PH + KH + output_padding_h`` (and likewise WO).
+    """
+    weight = _weight(weight, "(in_channels, out_channels, kH, kW)")
+    C_in, C_out, KH, KW = weight.shape
+    x = _image(x, "x", weight.dtype, C_in, "weight.shape[0]")
+    bias = _bias(bias, C_out, weight.dtype)
+    stride, padding = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0)
+    output_padding = pair(output_padding, "output_padding", minimum=0)
+    if output_padding[0] >= stride[0] or output_padding[1] >= stride[1]:
+        raise ValueError(f"output_padding must be smaller than stride {stride} in each dimension, "
+                         f"got {output_padding}")
+    HO, WO = ((x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + weight.shape[2 + i] + output_padding[i]
+              for i in (0, 1))
+    if HO < 1 or WO < 1:
+        raise ValueError(f"conv_transpose2d output size must be positive, got {(HO, WO)} from input "
+                         f"{x.shape[2:]}, kernel {(KH, KW)}, stride {stride}, padding {padding}, "
+                         f"output_padding {output_padding}")
+    out = np.empty((x.shape[0], C_out, HO, WO), dtype=weight.dtype)
+    kernels().conv_transpose2d_forward(x, weight, bias, out, *stride, *padding, get_num_threads())
+    return out, _ConvCtx(x, weight, bias is not None, stride, padding, out.shape)
+
+
+def conv_transpose2d_backward(grad_output, ctx):
+    r"""Gradients of :func:`conv_transpose2d_forward` given dL/dout (N, C_out, HO, WO).
+
+    The forward is linear in x and in the weight, so its gradients are its adjoints; with
+    ``cols = im2col(grad_output)`` (N, C_out*KH*KW, H*W):
+
+    .. math::
+
+        \frac{\partial L}{\partial x}[n] = W_2 \, \text{cols}[n]
+            \;(= \text{conv2d}(G, \text{weight}, \text{stride}, \text{padding})), \qquad
+        \frac{\partial L}{\partial W_2} = \sum_n x[n] \, \text{cols}[n]^T, \qquad
+        \frac{\partial L}{\partial b_f} = \sum_{n, i, j} G[n, f, i, j].
+
+    Returns:
+        ``(grad_input, grad_weight, grad_bias)``; ``grad_bias`` is None without a bias.
+    """
+    g = _grad_output(grad_output, ctx)
+    x, weight = ctx.x, ctx.weight
+    grad_input, grad_weight = np.empty_like(x), np.empty_like(weight)
+    grad_bias = np.empty(weight.shape[1], weight.dtype) if ctx.has_bias else None
+    kernels().conv_transpose2d_backward(x, weight, g, grad_input, grad_weight, grad_bias,
+                                        *ctx.stride, *ctx.padding, get_num_threads())
+    return grad_input, grad_weight, grad_bias
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0):
+    """Transposed convolution as ``torch.nn.functional.conv_transpose2d``; see
+    :func:`conv_transpose2d_forward`."""
+    return conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding)[0]
+
+
+# ---- unfold / fold -------------------------------------------------------------------------
+
+def unfold(x, kernel_size, stride=1, padding=0):
+    r"""im2col: every KH x KW window of ``x`` as a column (torch's ``F.unfold``).
+
+    .. math::
+
+        \text{cols}[n, c \cdot KH \cdot KW + kh \cdot KW + kw, oh \cdot OW + ow]
+            = x_{\text{pad}}[n, c, oh \cdot SH + kh, ow \cdot SW + kw]
+
+    Args:
+        x: (N, C, H, W), float32 or float64.
+        kernel_size: int or (KH, KW), >= 1.
+        stride: int or pair, >= 1 (default: 1).
+        padding: int or pair, >= 0 (default: 0).
+
+    Returns:
+        cols of shape (N, C*KH*KW, L), L = OH*OW (the floor formula of the module docstring).
+        Its gradient is :func:`fold` of the upstream gradient (they are adjoint).
+    """
+    x = as_floating(x, "x")
+    check_ndim(x, 4, "x", "(N, C, H, W)")
+    if x.shape[1] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"x must have non-empty C, H and W dimensions, got shape {x.shape}")
+    kernel = pair(kernel_size, "kernel_size", minimum=1)
+    stride, padding = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0)
+    OH, OW = _window(x.shape[2:], kernel, stride, padding)
+    N, C = x.shape[:2]
+    cols = np.empty((N, C * kernel[0] * kernel[1], OH * OW), dtype=x.dtype)
+    kernels().im2col(x, cols, *kernel, *stride, *padding, get_num_threads())
+    return cols
+
+
+def fold(cols, output_size, kernel_size, stride=1, padding=0):
+    r"""col2im: sum columns back into images (torch's ``F.fold``), the adjoint of :func:`unfold`.
+
+    .. math::
+
+        x[n, c, h, w] = \sum_{kh, kw, oh, ow \,:\, oh \cdot SH - PH + kh = h,\;
+            ow \cdot SW - PW + kw = w} \text{cols}[n, c \cdot KH \cdot KW + kh \cdot KW + kw,
+            oh \cdot OW + ow]
+
+    so ``<unfold(x), cols> == <x, fold(cols)>`` and ``fold(unfold(x))`` multiplies each
+    pixel by the number of windows that cover it.
+
+    Args:
+        cols: (N, C*KH*KW, L), float32 or float64, with L the number of window positions
+            on the (padded) output plane.
+        output_size: int or (H, W) of the images to rebuild.
+        kernel_size, stride, padding: as for :func:`unfold`.
+
+    Returns:
+        x of shape (N, C, H, W).
+    """
+    cols = as_floating(cols, "cols")
+    check_ndim(cols, 3, "cols", "(N, C*kH*kW, L)")
+    H, W = pair(output_size, "output_size", minimum=1)
+    kernel = pair(kernel_size, "kernel_size", minimum=1)
+    stride, padding = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0)
+    KK = kernel[0] * kernel[1]
+    if cols.shape[1] == 0 or cols.shape[1] % KK:
+        raise ValueError(f"cols.shape[1] must be a positive multiple of kH*kW = {KK}, "
+                         f"got shape {cols.shape}")
+    OH, OW = _window((H, W), kernel, stride, padding)
+    if cols.shape[2] != OH * OW:
+        raise ValueError(f"cols.shape[2] must be the number of window positions {OH}*{OW} = {OH * OW} "
+                         f"for output_size {(H, W)}, kernel_size {kernel}, stride {stride}, "
+                         f"padding {padding}, got shape {cols.shape}")
+    x = np.empty((cols.shape[0], cols.shape[1] // KK, H, W), dtype=cols.dtype)
+    kernels().col2im(cols, x, *kernel, *stride, *padding, get_num_threads())
+    return x
+
