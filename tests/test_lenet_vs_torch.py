@@ -75,7 +75,7 @@ def test_lenet5_adam_training_matches_torch(backend):
     tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
 
     rng = np.random.default_rng(42)
-    batches = [(rng.random((8, 1, 28, 28)), rng.integers(0, 10, 8)) for _ in range(STEPS)]
+    batches = [(rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)) for _ in range(STEPS)]
 
     criterion = nn.CrossEntropyLoss()
     optimizer = dlcore.optim.Adam(model.parameters(), lr=1e-3)
