@@ -419,3 +419,25 @@ def test_residual_names_and_shape_check(rng):
     r = nn.Residual(nn.Linear(4, 4, dtype=np.float64))
     out = r(x)
     np.testing.assert_allclose(out, r.block(x) + x)
+
+
+# ---------------------------------------------------------------------------- property test
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@requires_torch
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+@given(
+    lead=st.lists(st.integers(0, 3), min_size=0, max_size=2),
+    in_features=st.integers(0, 6),
+    out_features=st.integers(1, 6),
+    bias=st.booleans(),
+    transpose=st.booleans(),
+)
+def test_linear_matches_torch_on_drawn_shapes(lead, in_features, out_features, bias, transpose):
+    dlcore.manual_seed(len(lead) + in_features)
+    layer = nn.Linear(in_features, out_features, bias=bias, dtype=np.float64)
+    rng = np.random.default_rng(in_features * 7 + out_features)
+    shape = tuple(lead) + (in_features,)
+    x = rng.standard_normal(shape[::-1]).T if transpose else rng.standard_normal(shape)
+    _compare_with_torch(layer, torch.nn.Linear(in_features, out_features, bias=bias), x, np.float64)

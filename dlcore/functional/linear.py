@@ -61,7 +61,8 @@ def linear_forward(x, weight, bias=None):
         bias = as_floating(_as_weight(bias, "bias"), "bias", weight.dtype)
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"bias must have shape ({weight.shape[0]},), got {bias.shape}")
-    x2d = x.reshape(-1, weight.shape[1])
+    rows = int(np.prod(x.shape[:-1], dtype=np.int64))  # explicit: reshape(-1, 0) is ambiguous
+    x2d = x.reshape(rows, weight.shape[1])
     out = x2d @ weight.T
     if bias is not None:
         out += bias
@@ -79,7 +80,7 @@ def linear_backward(grad_output, ctx):
     grad_output = as_floating(grad_output, "grad_output", weight.dtype)
     if grad_output.shape != expected:
         raise ValueError(f"grad_output must have the output's shape {expected}, got {grad_output.shape}")
-    g = grad_output.reshape(-1, weight.shape[0])
+    g = grad_output.reshape(x2d.shape[0], weight.shape[0])
     grad_input = (g @ weight).reshape(x_shape)
     grad_weight = g.T @ x2d
     # float32: sum the bias gradient in double, as the compiled kernels accumulate
