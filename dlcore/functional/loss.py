@@ -217,6 +217,9 @@ def l1_loss(input, target, reduction="mean"):
 
 # ---- binary classification ------------------------------------------------------------------------
 
+_BCE_EPS = float(np.float32(1e-12))  # torch's clamp is the float32 constant 1e-12, in every dtype
+
+
 def binary_cross_entropy_forward(input, target, weight=None, reduction="mean"):
     r"""Binary cross-entropy on probabilities :math:`x \in [0, 1]`:
 
@@ -255,7 +258,7 @@ def binary_cross_entropy_backward(grad_output, ctx):
     """``w δ (x - y) / max(x (1 - x), 1e-12)`` for the ``ctx`` of :func:`binary_cross_entropy_forward`."""
     _check_ctx(ctx, "binary_cross_entropy")
     x, t, w = ctx.saved["x"], ctx.saved["t"], ctx.saved["w"]
-    grad = (x - t) / np.maximum((1 - x) * x, x.dtype.type(1e-12)) * _scale(grad_output, ctx)
+    grad = (x - t) / np.maximum((1 - x) * x, x.dtype.type(_BCE_EPS)) * _scale(grad_output, ctx)
     return _as_grad(grad if w is None else grad * w, ctx.dtype)
 
 
