@@ -114,9 +114,10 @@ def avg_pool2d_forward(x, out, kernel_h, kernel_w, stride_h, stride_w, pad_h, pa
     OH, OW = out.shape[2:]
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
     total = np.zeros(out.shape)
-    for kh in range(kernel_h):
-        for kw in range(kernel_w):
-            total += xp[:, :, kh:kh + stride_h * OH:stride_h, kw:kw + stride_w * OW:stride_w]
+    with np.errstate(invalid="ignore"):  # inf + -inf is NaN, silently, as in the compiled loop
+        for kh in range(kernel_h):
+            for kw in range(kernel_w):
+                total += xp[:, :, kh:kh + stride_h * OH:stride_h, kw:kw + stride_w * OW:stride_w]
     out[...] = total / (kernel_h * kernel_w)
 
 
@@ -142,9 +143,10 @@ def avg_pool2d_backward(grad_output, grad_input, kernel_h, kernel_w, stride_h, s
     N, C, H, W = grad_input.shape
     OH, OW = grad_output.shape[2:]
     g = np.zeros((N, C, H + 2 * pad_h, W + 2 * pad_w))
-    for kh in range(kernel_h):
-        for kw in range(kernel_w):
-            g[:, :, kh:kh + stride_h * OH:stride_h, kw:kw + stride_w * OW:stride_w] += grad_output
+    with np.errstate(invalid="ignore"):
+        for kh in range(kernel_h):
+            for kw in range(kernel_w):
+                g[:, :, kh:kh + stride_h * OH:stride_h, kw:kw + stride_w * OW:stride_w] += grad_output
     grad_input[...] = g[:, :, pad_h:pad_h + H, pad_w:pad_w + W] / (kernel_h * kernel_w)
 
 
