@@ -200,3 +200,22 @@ def test_torch_worker_protocol():
     finally:
         worker.close()
     assert worker.proc.returncode == 0
+
+
+def test_worker_runs_a_dlcore_backend_in_a_clean_process():
+    from dlcore.bench.timing import Worker, WorkerRunner
+
+    worker = Worker(threads=1, impl="numpy")
+    try:
+        assert worker.info["ok"] and worker.info["torch_imported"] is False
+        runner = WorkerRunner(worker, bench_cases.get_case("max_pool2d.fb.lenet2"), 1)
+        assert runner.impl == "numpy"
+        assert runner.start(), runner.reason
+        assert runner.sample() > 0 and len(runner.times) == 1
+        out, grad = runner.result()
+        assert out.shape == (64, 16, 5, 5) and grad.shape == (64, 16, 10, 10)
+        # each 2x2 window routes its gradient to exactly one input
+        assert np.count_nonzero(grad) == out.size
+        runner.close()
+    finally:
+        worker.close()

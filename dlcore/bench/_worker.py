@@ -1,10 +1,12 @@
-"""The torch column in its own process: ``python -m dlcore.bench._worker --threads N``.
+"""One implementation in its own process: ``python -m dlcore.bench._worker --threads N --impl torch``.
 
-Used when importing torch next to dlcore's OpenMP kernels slows them (STYLE.md pitfall 3).
+Used for the torch column when importing torch next to dlcore's OpenMP kernels slows
+them (STYLE.md pitfall 3), and with ``--impl cython`` to time a compiled case in a
+process that never imports torch (the probe that measures that slowdown).
 Reads one JSON request per line on stdin, answers one JSON line on stdout:
 
-* ``{"cmd": "hello"}`` -> torch version and threads;
-* ``{"cmd": "start", "key": case_key, "quick": bool}`` -> build + warm up the torch runner;
+* ``{"cmd": "hello"}`` -> versions and threads;
+* ``{"cmd": "start", "key": case_key, "quick": bool}`` -> build + warm up a runner;
 * ``{"cmd": "sample"}`` -> ``{"t": seconds per call}``;
 * ``{"cmd": "result", "path": file}`` -> one fresh call's result saved as ``.npz``;
 * ``{"cmd": "close"}``, ``{"cmd": "exit"}``.
@@ -19,6 +21,7 @@ import numpy as np
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--impl", default="torch")
     args = parser.parse_args(argv)
     from .cases import get_case
     from .timing import LocalRunner
@@ -30,7 +33,12 @@ def main(argv=None):
         request = json.loads(line)
         cmd = request["cmd"]
         try:
-            if cmd == "hello":
+            if cmd == "hello" and args.impl != "torch":
+                import dlcore
+
+                reply = {"ok": True, "dlcore": dlcore.__version__, "threads": args.threads,
+                         "torch_imported": "torch" in sys.modules}
+            elif cmd == "hello":
                 try:
                     import torch
 
@@ -39,7 +47,7 @@ def main(argv=None):
                 except ImportError as exc:
                     reply = {"ok": False, "reason": str(exc)}
             elif cmd == "start":
-                runner = LocalRunner(get_case(request["key"]), "torch", args.threads, request["quick"])
+                runner = LocalRunner(get_case(request["key"]), args.impl, args.threads, request["quick"])
                 ok = runner.start()
                 reply = {"ok": ok, "reason": runner.reason, "number": runner.number,
                          "first": runner.first, "estimate": getattr(runner, "estimate", None),

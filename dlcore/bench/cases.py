@@ -73,6 +73,9 @@ class Bound:
     #: (the harness then estimates ``fn``'s time instead of running it to warm up)
     warmup: object = None
     warmup_fraction: float = 1.0
+    #: for long cases: ``truncate(fraction)`` -> a Bound running about that fraction of
+    #: ``fn`` and scaled back up (used when a call would exceed the harness's time cap)
+    truncate: object = None
 
 
 def _torch():
@@ -486,21 +489,23 @@ def _lenet_epoch_case():
     def build(kind, quick_run):
         x, y = _mnist_like()
         step = _lenet_trainer(kind)
-        steps = QUICK_EPOCH_STEPS if quick_run else batches
         rng = np.random.default_rng(1)
+        warm = 3
 
-        def run(steps=steps):
+        def run(steps):
             order = rng.permutation(MNIST_TRAIN)  # a shuffled epoch, as a DataLoader gives
             loss = None
             for b in range(steps):
                 idx = order[b * LENET_BATCH:(b + 1) * LENET_BATCH]
                 loss = step(x[idx], y[idx])[1]
             return loss
-        warm = 3
-        if quick_run:
-            return Bound(run, scale=batches / steps, note=f"estimated from {steps} of {batches} steps",
-                         warmup=lambda: run(warm), warmup_fraction=warm / steps)
-        return Bound(run, warmup=lambda: run(warm), warmup_fraction=warm / steps)
+
+        def bound(steps, why=""):
+            note = f"estimated from {steps} of {batches} steps{why}" if steps < batches else ""
+            return Bound(lambda: run(steps), scale=batches / steps, note=note,
+                         warmup=lambda: run(warm), warmup_fraction=warm / steps,
+                         truncate=lambda f: bound(max(warm, int(steps * f)), " (time cap)"))
+        return bound(QUICK_EPOCH_STEPS if quick_run else batches)
 
     return Case(
         key=key,

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import machine
 from .cases import IMPLS, all_cases, get_case
-from .timing import LocalRunner, TorchWorker, WorkerRunner, time_case
+from .timing import LocalRunner, TorchWorker, Worker, WorkerRunner, time_case
 
 __all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "targets", "PlotUnavailable"]
 
@@ -70,42 +70,51 @@ def _torch_installed():
     return importlib.util.find_spec("torch") is not None
 
 
-def _min_time(runner, samples):
-    return min(runner.sample() for _ in range(samples))
-
-
 def probe_torch_interference(threads, quick):
-    """Time one compiled OpenMP case before and after importing torch (pitfall 3).
+    """Does torch in our process slow the compiled OpenMP kernels? (STYLE.md pitfall 3)
 
-    Returns a dict with the probe case, the best times and the ratio after/before;
-    ``ratio`` is None when it cannot be measured (no compiled backend, torch already
-    imported by the caller).
+    One compiled case is timed here, after importing torch and running torch ops (its
+    thread pools started), and in a child process that never imports torch, one sample
+    each in turn so that both share the machine's noise. ``ratio`` is the median time
+    here over the median there (about 1.0: no interference); None when it cannot be
+    measured (no compiled backend).
     """
-    info = {"case": None, "before_s": None, "after_s": None, "ratio": None, "note": ""}
-    if "torch" in sys.modules:
-        info["note"] = "torch was already imported by the caller; not measurable"
+    info = {"case": None, "with_torch_s": None, "without_torch_s": None, "ratio": None,
+            "note": ""}
+    import dlcore
+
+    if "cython" not in dlcore.available_backends():
+        info["note"] = "no compiled backend to probe"
         return info
-    runner = None
-    for key in PROBE_KEYS:
-        runner = LocalRunner(get_case(key), "cython", threads, quick)
-        if runner.start():
-            break
-        runner = None
-    if runner is None:
-        info["note"] = "no compiled OpenMP case available to probe"
-        return info
-    samples = 5 if quick else 9
-    before = _min_time(runner, samples)
     import torch
 
     torch.set_num_threads(threads)
-    a = torch.randn(512, 512)
+    a = torch.randn(256, 256)
     for _ in range(3):  # start torch's own thread pools
         torch.mm(a, a)
         torch.relu(a).sum()
-    after = _min_time(runner, samples)
-    runner.close()
-    info.update(case=runner.case.key, before_s=before, after_s=after, ratio=after / before)
+    here = clean = None
+    worker = Worker(threads, impl="cython")
+    try:
+        for key in PROBE_KEYS:
+            here = LocalRunner(get_case(key), "cython", threads, quick)
+            clean = WorkerRunner(worker, get_case(key), threads, quick)
+            if here.start() and clean.start():
+                break
+            here = clean = None
+        if here is None:
+            info["note"] = "no compiled OpenMP case available to probe"
+            return info
+        for _ in range(5 if quick else 9):
+            torch.mm(a, a)  # torch has just run, as when the columns interleave
+            here.sample()
+            clean.sample()
+        clean.close()
+    finally:
+        worker.close()
+    with_torch, without = statistics.median(here.times), statistics.median(clean.times)
+    info.update(case=here.case.key, with_torch_s=with_torch, without_torch_s=without,
+                ratio=with_torch / without)
     return info
 
 
@@ -437,8 +446,8 @@ def format_report(report):
                          f"{p.get('num_threads')} threads ({os.path.basename(p.get('filepath', ''))})")
     inter = report.get("torch_interference")
     if inter and inter.get("ratio"):
-        lines.append(f"pitfall3 compiled {inter['case']} before/after importing torch: "
-                     f"{_fmt_time(inter['before_s'])} / {_fmt_time(inter['after_s'])} "
+        lines.append(f"pitfall3 compiled {inter['case']} with torch in the process / in a clean "
+                     f"process: {_fmt_time(inter['with_torch_s'])} / {_fmt_time(inter['without_torch_s'])} "
                      f"(x{inter['ratio']:.2f}) -> torch {report['torch_mode']}")
     elif inter:
         lines.append(f"pitfall3 {inter['note']} -> torch {report['torch_mode']}")

@@ -24,12 +24,15 @@ import numpy as np
 
 from .cases import Unavailable, to_numpy
 
-__all__ = ["LocalRunner", "WorkerRunner", "TorchWorker", "time_case", "impl_settings"]
+__all__ = ["LocalRunner", "Worker", "WorkerRunner", "TorchWorker", "time_case", "impl_settings"]
 
 # A sample lasts at least this long (many calls for a tiny case), so timer resolution and
 # per-sample overhead vanish.
 MIN_SAMPLE_SECONDS = 0.02
 MAX_NUMBER = 10_000
+# One call of a long case (an epoch) longer than this is cut down to a fraction (seconds).
+QUICK_CALL_CAP = 5.0
+FULL_CALL_CAP = 120.0
 
 
 def impl_settings(impl, threads):
@@ -133,6 +136,14 @@ class LocalRunner:
             # An API not written yet, or broken: reported in the table, never fatal.
             self.reason = f"{type(exc).__name__}: {exc}"[:200]
             return False
+        cap = QUICK_CALL_CAP if self.quick else FULL_CALL_CAP
+        if bound.truncate is not None and estimate > cap:
+            # A whole epoch on an overloaded machine: time a fraction, scaled up, and say so.
+            old_scale = self.scale
+            bound = bound.truncate(cap / estimate)
+            self._fn, self.scale, self.note = bound.fn, bound.scale, bound.note
+            self.first *= old_scale / self.scale  # still an estimate of one (shorter) call
+            estimate = cap
         self.estimate = estimate
         self.number = max(1, min(MAX_NUMBER, math.ceil(MIN_SAMPLE_SECONDS / max(estimate, 1e-9))))
         self.ok = True
@@ -154,16 +165,21 @@ class LocalRunner:
         self._fn = None
 
 
-class TorchWorker:
-    """A child process that runs torch runners (``python -m dlcore.bench._worker``)."""
+class Worker:
+    """A child process running one implementation's runners (``python -m dlcore.bench._worker``).
 
-    def __init__(self, threads):
+    Used for the torch column when torch must not share our process, and to time a
+    compiled case in a process that never imported torch (the pitfall-3 probe).
+    """
+
+    def __init__(self, threads, impl="torch"):
         env = dict(os.environ)
         env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dlcore.bench._worker", "--threads", str(threads)],
+            [sys.executable, "-m", "dlcore.bench._worker", "--threads", str(threads), "--impl", impl],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
+        self.impl = impl
         self.info = self.request({"cmd": "hello"})
 
     def request(self, message):
@@ -171,7 +187,7 @@ class TorchWorker:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise RuntimeError("the torch benchmark worker exited unexpectedly")
+            raise RuntimeError("the benchmark worker process exited unexpectedly")
         return json.loads(line)
 
     def close(self):
@@ -186,11 +202,14 @@ class TorchWorker:
                 self.proc.kill()
 
 
+TorchWorker = Worker  # the usual use
+
+
 class WorkerRunner:
-    """The torch implementation of a case, run by a :class:`TorchWorker`."""
+    """One implementation of a case (the worker's), run by a :class:`Worker`."""
 
     def __init__(self, worker, case, threads, quick=False):
-        self.worker, self.case, self.impl, self.quick = worker, case, "torch", quick
+        self.worker, self.case, self.impl, self.quick = worker, case, worker.impl, quick
         self.ok, self.reason = False, ""
         self.number, self.first, self.scale, self.note = 1, math.nan, 1.0, ""
         self.times = []
@@ -206,7 +225,7 @@ class WorkerRunner:
     def sample(self):
         reply = self.worker.request({"cmd": "sample"})
         if not reply["ok"]:
-            raise RuntimeError(f"torch worker: {reply['reason']}")
+            raise RuntimeError(f"{self.impl} worker: {reply['reason']}")
         t = reply["t"]
         self.times.append(t)
         return t
