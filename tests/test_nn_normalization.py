@@ -308,6 +308,8 @@ def test_batchnorm_errors():
         nn.BatchNorm2d(2, momentum=1.5)
     with pytest.raises(ValueError, match="eps"):
         nn.BatchNorm2d(2, eps=-1)
+    with pytest.raises(TypeError, match="dtype"):
+        nn.BatchNorm2d(2, dtype=np.int64)
     bn = nn.BatchNorm2d(2)
     with pytest.raises(RuntimeError, match="before forward"):
         bn.backward(np.zeros((2, 2, 2, 2), np.float32))
