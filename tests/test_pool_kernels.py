@@ -163,6 +163,8 @@ EDGE_CASES = [
     ((1, 1, 4, 4), (4, 4), (1, 1), (0, 0)),  # global pooling
     ((3, 2, 8, 6), (2, 3), (2, 1), (0, 1)),
     ((2, 2, 3, 70), (2, 2), (2, 2), (0, 0)),  # fast path across several 64-window chunks
+    ((1, 2, 5, 150), (3, 3), (1, 1), (1, 1)),  # general path: interior in several chunks
+    ((1, 1, 4, 140), (3, 2), (2, 3), (1, 1)),
 ]
 
 

@@ -86,35 +86,85 @@ cdef void _max_pool_plane_2x2(const floating* x, floating* out, int64_t* idx,
         idx += OW
 
 
+cdef inline void _max_window(const floating* x, floating* out, int64_t* idx, intp_t W,
+                             intp_t h0, intp_t h1, intp_t w0, intp_t w1) noexcept nogil:
+    # One window clipped to the plane, [h0, h1) x [w0, w1), scanned in row-major order.
+    # It starts from its first in-plane element, so an all -inf window selects that one,
+    # as PyTorch's does; `v != v` is the NaN test: a NaN always wins (so the last one).
+    cdef intp_t ih, iw, best = h0 * W + w0
+    cdef const floating* row
+    cdef floating m = x[best], v
+    for ih in range(h0, h1):
+        row = x + ih * W
+        for iw in range(w0, w1):
+            v = row[iw]
+            if (v > m) | (v != v):
+                m = v
+                best = ih * W + iw
+    out[0] = m
+    idx[0] = best
+
+
+cdef inline void _max_scan(const floating* p, intp_t SW, intp_t n, floating* m, int32_t* off,
+                           int32_t o) noexcept nogil:
+    # One element of n side-by-side windows (element q at p[q*SW], offset o in its
+    # window) against the running maxima m[q]. Unconditional stores of selected values,
+    # so that gcc vectorizes the loop.
+    cdef intp_t q
+    cdef floating v, mq
+    cdef bint take
+    for q in range(n):
+        v = p[q * SW]
+        mq = m[q]
+        take = (v > mq) | (v != v)
+        m[q] = v if take else mq
+        off[q] = o if take else off[q]
+
+
 cdef void _max_pool_plane(const floating* x, floating* out, int64_t* idx,
                           intp_t H, intp_t W, intp_t OH, intp_t OW,
                           intp_t KH, intp_t KW, intp_t SH, intp_t SW,
                           intp_t PH, intp_t PW) noexcept nogil:
-    cdef intp_t oh, ow, ih, iw, h0, h1, w0, w1, best
-    cdef const floating* row
-    cdef floating m, v
-    cdef bint take
+    # Any geometry. Rows are clipped per output row. Columns [owa, owb) have windows
+    # entirely inside the plane; there the windows of a chunk are scanned together,
+    # element by element in row-major window order (the same order as _max_window, so
+    # the same winner), which vectorizes across windows. Border columns and planes too
+    # wide for int32 window offsets take the scalar _max_window.
+    cdef floating m[_CHUNK]
+    cdef int32_t off[_CHUNK]
+    cdef intp_t oh, ow, h0, h1, w0, s, n, q, r, kw, base
+    cdef const floating* p0
+    cdef intp_t owa = _imin((PW + SW - 1) // SW, OW)
+    cdef intp_t owb = owa
+    if W + PW >= KW and KH * W < 2147483647:
+        owb = _imax(_imin(OW, (W + PW - KW) // SW + 1), owa)
     for oh in range(OH):
         h0 = oh * SH - PH
         h1 = _imin(h0 + KH, H)
         h0 = _imax(h0, 0)
         for ow in range(OW):
-            w0 = ow * SW - PW
-            w1 = _imin(w0 + KW, W)
-            w0 = _imax(w0, 0)
-            # Start from the first in-plane element: an all -inf window selects it, as
-            # PyTorch's does. `v != v` is the NaN test: a NaN always wins (the last one).
-            best = h0 * W + w0
-            m = x[best]
-            for ih in range(h0, h1):
-                row = x + ih * W
-                for iw in range(w0, w1):
-                    v = row[iw]
-                    take = (v > m) | (v != v)
-                    m = v if take else m
-                    best = ih * W + iw if take else best
-            out[oh * OW + ow] = m
-            idx[oh * OW + ow] = best
+            if ow == owa:  # the interior, in chunks
+                s = owa
+                while s < owb:
+                    n = _imin(owb - s, _CHUNK)
+                    base = h0 * W + s * SW - PW  # the first window's first element
+                    p0 = x + base
+                    for q in range(n):
+                        m[q] = p0[q * SW]
+                        off[q] = 0
+                    for r in range(h1 - h0):
+                        for kw in range(KW):
+                            if r > 0 or kw > 0:
+                                _max_scan(p0 + r * W + kw, SW, n, m, off, <int32_t>(r * W + kw))
+                    for q in range(n):
+                        out[s + q] = m[q]
+                        idx[s + q] = base + q * SW + off[q]
+                    s += n
+            if ow < owa or ow >= owb:
+                w0 = ow * SW - PW
+                _max_window(x, out + ow, idx + ow, W, h0, h1, _imax(w0, 0), _imin(w0 + KW, W))
+        out += OW
+        idx += OW
 
 
 def max_pool2d_forward(const floating[:, :, :, ::1] x,  # IN
