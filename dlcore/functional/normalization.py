@@ -169,7 +169,7 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
     weight, bias : ndarray (C,) or None -- gamma and beta (identity when None)
     training : bool
     momentum : float in [0, 1]
-    eps : float >= 0
+    eps : float, >= 0 (> 0 when training, as torch)
 
     Returns
     -------
@@ -192,14 +192,14 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
         raise ValueError("batch_norm with training=False needs running_mean and running_var, got None")
     if training and eps == 0:
         raise ValueError("eps must be > 0 when training (a constant channel would divide by 0), got 0.0")
-    use_batch_stats = bool(training)
+    training = bool(training)
     m = n * length
-    if use_batch_stats:
-        if training and m <= 1:
+    if training:
+        if m <= 1:
             raise ValueError(f"batch_norm expects more than 1 value per channel when training, "
                              f"got input of shape {x.shape}")
         x_hat, mean, var, inv_std = _standardize(xs, (0, 2), eps)
-        if training and running_mean is not None:
+        if running_mean is not None:
             _update_running(running_mean, mean.reshape(-1), momentum)
             _update_running(running_var, var.reshape(-1) * (m / (m - 1)), momentum)
     else:
@@ -208,7 +208,7 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
         x_hat = (xs - mean) * inv_std
     out = _affine(x_hat, weight, bias).reshape(x.shape)
     ctx = {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "bias": bias,
-           "batch_stats": use_batch_stats, "shape": x.shape, "dtype": x.dtype}
+           "batch_stats": training, "shape": x.shape, "dtype": x.dtype}
     return out, ctx
 
 
