@@ -10,6 +10,18 @@ shared and noisy, so only ratios measured side by side mean something):
    (memory-bound ops). ``x floor`` is the time over the best time the bytes allow.
 3. *Do threads help?* -- ``1thr/Nthr``: the compiled backend at one thread over all
    threads (2.0 means perfect scaling on two cores).
+
+Where the torch column runs (STYLE.md pitfall 3, several OpenMP runtimes in one process).
+torch's Linux wheels vendor their own ``libgomp.so.1``; dlcore's extensions link the
+compiler's. Both carry the same soname, so the dynamic loader serves both from whichever
+loaded first: ``threadpoolctl`` lists one OpenMP runtime in either import order (checked
+with torch 2.13 and gcc 12's libgomp), hence no two thread pools fighting. The torch
+column therefore runs in this process, interleaved with ours so that all share the
+machine's noise -- but every run checks it: :func:`probe_torch_interference` times a
+compiled case here (torch imported, its pools started) against a worker process that
+never imported torch, alternating samples, and the torch column moves to a worker process
+when ours is more than ``INTERFERENCE_LIMIT`` slower here. The header shows the
+runtimes and the probe, and a warning appears when more than one OpenMP runtime is loaded.
 """
 import importlib.util
 import json
@@ -349,6 +361,11 @@ def _warnings(report):
     failed = [f"{c['name']} [{impl}]: {s}" for c in report["cases"]
               for impl, s in c["checks"].items() if str(s).startswith("FAIL")]
     out += [f"wrong result: {f}" for f in failed]
+    pools = header.get("threadpool_info") or []
+    omp = [p.get("filepath") for p in pools if p.get("user_api") == "openmp"]
+    if len(omp) > 1:
+        out.append(f"{len(omp)} OpenMP runtimes are loaded in one process ({', '.join(omp)}): "
+                   "their thread pools can fight (STYLE.md pitfall 3)")
     inter = report.get("torch_interference")
     if inter and inter.get("ratio") and inter["ratio"] > INTERFERENCE_LIMIT:
         out.append(f"importing torch slowed the compiled probe {inter['ratio']:.2f}x: torch ran "
