@@ -315,6 +315,13 @@ def test_state_dict_round_trip_continues_identically(backend, cls, kwargs, tmp_p
         np.testing.assert_array_equal(p.data, q.data)
 
 
+def test_state_dict_holds_plain_python_hyperparameters():
+    opt = optim.Adam([Parameter(np.zeros(2))], lr=np.float32(0.5), betas=(np.float64(0.8), 0.9))
+    group = opt.state_dict()["param_groups"][0]
+    assert type(group["lr"]) is float and group["betas"] == (0.8, 0.9)
+    assert all(type(b) is float for b in group["betas"])
+
+
 def test_load_state_dict_checks():
     a, b = Parameter(np.zeros(3)), Parameter(np.zeros(2))
     opt = optim.Adam([a, b])

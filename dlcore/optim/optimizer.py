@@ -163,7 +163,7 @@ class Optimizer:
         index = {}
         groups = []
         for group in self.param_groups:
-            packed = {k: (list(v) if isinstance(v, list) else v) for k, v in group.items() if k != "params"}
+            packed = {k: _plain(v) for k, v in group.items() if k != "params"}
             packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
             groups.append(packed)
         state = {}
@@ -266,6 +266,15 @@ def _buffer(state, key, data, fill=0.0):
     if buf.shape != data.shape:
         raise ValueError(f"optimizer state {key!r} has shape {buf.shape}, its parameter has shape {data.shape}")
     return buf.reshape(-1)
+
+
+def _plain(value):
+    """Hyperparameters as plain Python values (NumPy scalars become numbers) for dlcore.save."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 def _load_value(name, value, p, key):
