@@ -1,5 +1,8 @@
 """BatchNorm1d/2d, InstanceNorm2d, AdaIN and the functional normalization ops.
 
+These ops call no backend kernel; the finite-difference checks still run under both
+backends (the `backend` fixture), the torch comparisons once.
+
 Finite differences (train and eval), the torch oracle (forward, grads, running statistics
 over several steps, eval output, state dicts), errors and odd inputs.
 """
@@ -18,10 +21,14 @@ def _one_thread():
     """Layer tests run the kernels with one thread: thread-count invariance is the kernel
     tests' subject, and on a loaded machine each 2-thread OpenMP region on these tiny
     arrays costs ~10x more (measured: 8.7 ms vs 0.67 ms per small Conv2d forward)."""
-    previous = dlcore.get_num_threads()
+    previous = dlcore.get_num_threads(), torch.get_num_threads() if torch is not None else None
     dlcore.set_num_threads(1)
+    if torch is not None:
+        torch.set_num_threads(1)
     yield
-    dlcore.set_num_threads(previous)
+    dlcore.set_num_threads(previous[0])
+    if torch is not None:
+        torch.set_num_threads(previous[1])
 
 
 # ---- finite differences ------------------------------------------------------------------------
@@ -82,7 +89,7 @@ def test_adain_gradcheck_both_inputs(backend, rng):
 @pytest.mark.parametrize("cls,shape", [("BatchNorm1d", (6, 3)), ("BatchNorm1d", (4, 3, 5)),
                                        ("BatchNorm2d", (4, 3, 5, 4))])
 @pytest.mark.parametrize("momentum", [0.1, 0.3, None])
-def test_batchnorm_matches_torch(backend, dtype, cls, shape, momentum, rng):
+def test_batchnorm_matches_torch(dtype, cls, shape, momentum, rng):
     reference = getattr(torch.nn, cls)(3, momentum=momentum).to(tdtype(dtype))
     with torch.no_grad():
         reference.weight.uniform_(0.5, 2.0)
@@ -126,7 +133,7 @@ def test_batchnorm_matches_torch(backend, dtype, cls, shape, momentum, rng):
 
 @requires_torch
 @pytest.mark.parametrize("affine,track", [(False, False), (True, False), (True, True)])
-def test_instancenorm2d_matches_torch(backend, dtype, affine, track, rng):
+def test_instancenorm2d_matches_torch(dtype, affine, track, rng):
     reference = torch.nn.InstanceNorm2d(3, affine=affine, track_running_stats=track).to(tdtype(dtype))
     if affine:
         with torch.no_grad():
