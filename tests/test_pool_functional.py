@@ -318,3 +318,19 @@ def test_unpool_errors():
     _, ctx = F.max_unpool2d_forward(x, good, 2)
     with pytest.raises(ValueError, match="grad_output"):
         F.max_unpool2d_backward(np.zeros((1, 1, 2, 2), np.float32), ctx)
+
+
+def test_saved_indices_cannot_change(backend):
+    """The backward kernels index with saved indices unchecked: callers cannot alter them."""
+    x = tied_input((2, 3, 6, 6), np.float32)
+    out, idx, ctx = F.max_pool2d_forward(x, 2)
+    with pytest.raises(ValueError, match="read-only"):
+        idx[...] = 10**9
+    with pytest.raises(ValueError):
+        idx.setflags(write=True)
+    mine = np.array(idx)  # a writable copy, given to unpool
+    u, uctx = F.max_unpool2d_forward(out, mine, 2)
+    expected = F.max_unpool2d_backward(u, uctx)
+    mine[...] = 10**9  # after the forward: the ctx holds its own copy
+    np.testing.assert_array_equal(F.max_unpool2d_backward(u, uctx), expected)
+    np.testing.assert_array_equal(expected, out)

@@ -147,8 +147,11 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     indices = np.empty((N, C, OH, OW), dtype=np.int64)
     if N:  # (an empty batch has nothing to compute)
         kernels().max_pool2d_forward(x, out, indices, *geometry, _threads(x, out))
+    # The backward scatters through these indices, unchecked: callers get a read-only
+    # view, so that no later write can send it out of bounds.
+    indices.setflags(write=False)
     ctx = _MaxPoolCtx(indices, x.shape, out.shape, x.dtype, batched)
-    return _unbatch(out, batched), _unbatch(indices, batched), ctx
+    return _unbatch(out, batched), _unbatch(indices.view(), batched), ctx
 
 
 def max_pool2d_backward(grad_output, ctx):
@@ -295,13 +298,16 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     if indices.shape != want:
         raise ValueError(f"indices must have x's shape {want}, got {indices.shape}")
     OH, OW = _unpool_size(x.shape, kernel_size, stride, padding, output_size)
+    # A private copy, checked once: the kernels (and the backward's gather, later) index
+    # with it unchecked, so the caller must not be able to change it afterwards.
+    indices = np.array(indices, dtype=np.int64, order="C")
+    indices.setflags(write=False)
     if indices.size:
         lo, hi = indices.min(), indices.max()
         if lo < 0 or hi >= OH * OW:
             raise ValueError(
                 f"indices must lie in [0, {OH * OW}) (the output plane {(OH, OW)}), got {lo if lo < 0 else hi}"
             )
-    indices = np.ascontiguousarray(indices, dtype=np.int64)
     if not batched:
         indices = indices[None]
     out = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
