@@ -9,10 +9,15 @@ Parallel axes (race-free by construction, so results are bitwise independent of 
 thread count):
 
 * elementwise kernels: the flat array is cut into chunks of ``CHUNK`` elements and
-  ``prange`` hands whole chunks to threads; each worker is a plain loop over one chunk
-  (no calls but libm, so gcc vectorizes relu, leaky_relu and the backward passes);
+  ``prange`` hands whole chunks to threads; each worker is a plain loop over one chunk;
 * row-wise kernels (softmax, log_softmax, softmax_cross_entropy): ``prange`` over rows;
   one thread owns a row, so its max and sums are computed in one fixed order.
+
+Float32 exp, sigmoid and tanh are computed by the small branch-free C functions below
+(Cephes' polynomials, about 1 ulp, checked against float64 references in the tests)
+rather than libm's expf/tanhf, which are one call per element and keep gcc from
+vectorizing; the float32 loops of sigmoid, tanh and silu are also compiled for AVX2
+and picked at load time (see DLCORE_MULTIVERSION). float64 uses libm throughout.
 
 Vectorization: gcc keeps -ftrapping-math by default (we never pass -ffast-math), so it
 will not if-convert a branch that holds a float operation, and it sinks an operation
@@ -21,14 +26,15 @@ values (loaded or constant) and arithmetic comes after it: leaky_relu is
 ``pos + neg * slope`` with ``pos = v if v > 0 else 0``, ``neg = 0 if v > 0 else v``.
 (``gcc -fopt-info-vec`` on the generated C lists the vectorized loops.)
 
-Float32 row sums accumulate in double. Below ``PARALLEL_MIN`` elements of work the
-kernels run on one thread: waking the OpenMP team costs more than it saves there.
+Float32 row sums accumulate in double. Below ``PARALLEL_MIN`` elements of work (weighted
+by cost, see the constants) the kernels run on one thread: waking the OpenMP team costs
+more than it saves there.
 
 Index glossary: ``i`` flat element (or row ``i`` of a cross-entropy batch), ``r`` row,
 ``j`` column/class, ``n`` elements, ``R, C`` rows and columns, ``N`` batch, ``t`` target.
 """
 from cython.parallel cimport prange
-from libc.math cimport exp, expf, fabs, fabsf, log, tanh
+from libc.math cimport exp, fabs, log, tanh
 from libc.stdint cimport int64_t
 
 from dlcore._common cimport floating, intp_t
@@ -56,13 +62,20 @@ cdef enum:
     # Elements per parallel work item: 64 KiB of float32, big enough to amortize the loop
     # set-up and small enough that two threads still get balanced halves of 1e5 elements.
     CHUNK = 16384
-    # Below this much work (elements, or R*C for row kernels) one thread is faster
-    # (measured on the 2-core dev machine, see PARALLEL_MIN notes below).
+    # Below this much work one thread is faster than waking a team. Work is counted in
+    # relu-element equivalents: an exp-based element (sigmoid, tanh, silu) counts 2, a
+    # row-kernel element (softmax, log_softmax, cross-entropy: two or three passes, a
+    # double accumulation, an exp) counts 8. Measured on the shared 2-core dev machine,
+    # float32, medians of interleaved 1- vs 2-thread runs: relu forward 1.06x at 2^15
+    # elements and 1.6x at 2^16; sigmoid 0.95x at 2^14 and 1.75x at 2^15; softmax of
+    # 64-wide rows 1.6x already at 2^13 elements.
     PARALLEL_MIN = 65536
+    EXP_COST = 2
+    ROW_COST = 8
 
 
 cdef inline int _team(intp_t work, int n_threads) noexcept nogil:
-    """Threads to use for ``work`` elements: 1 below PARALLEL_MIN, else n_threads."""
+    """Threads to use for ``work`` (relu-element equivalents): 1 below PARALLEL_MIN, else n_threads."""
     if work < PARALLEL_MIN or n_threads < 1:
         return 1
     return n_threads
@@ -134,31 +147,52 @@ cdef extern from *:
         float q = copysignf((1.0f - e) / (1.0f + e), x);
         return dlcore_selectf(small, p, q);
     }
+    /* sigma(v) = 1 / (1 + e^-v) for v >= 0 and e^v / (1 + e^v) for v < 0, both with
+       e = exp(-|v|) <= 1: no overflow for any v, and NaN stays NaN (e is NaN). */
+    static inline float dlcore_sigmoidf(float v) {
+        float e = dlcore_expf_nonpos(-fabsf(v));
+        return dlcore_selectf(v >= 0, 1.0f, e) / (1.0f + e);
+    }
+
+    /* The float32 loops of the exp-based activations, compiled twice by gcc's target_clones:
+       for AVX2 (8 floats per instruction) and for baseline x86-64 (SSE2, 4 floats); the
+       dynamic linker picks one once, by the CPU (an ifunc), so no binary ever executes an
+       instruction its CPU lacks (unlike -march=native). Same operations in both and no FMA
+       (not enabled by "avx2"), so both give bitwise the same results. Other compilers and
+       platforms get one baseline version. */
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define DLCORE_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+    #else
+    #define DLCORE_MULTIVERSION
+    #endif
+    DLCORE_MULTIVERSION static void dlcore_sigmoid_f32(const float* x, float* out, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = dlcore_sigmoidf(x[i]);
+    }
+    DLCORE_MULTIVERSION static void dlcore_tanh_f32(const float* x, float* out, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = dlcore_tanhf(x[i]);
+    }
+    DLCORE_MULTIVERSION static void dlcore_silu_f32(const float* x, float* out, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = x[i] * dlcore_sigmoidf(x[i]);
+    }
+    DLCORE_MULTIVERSION static void dlcore_silu_bwd_f32(const float* g, const float* x, float* gi, Py_ssize_t n) {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            float s = dlcore_sigmoidf(x[i]);
+            gi[i] = g[i] * (s * (1.0f + x[i] * (1.0f - s)));
+        }
+    }
     """
     float _expf_nonpos "dlcore_expf_nonpos"(float x) noexcept nogil
-    float _tanhf "dlcore_tanhf"(float x) noexcept nogil
-    float _selectf "dlcore_selectf"(bint cond, float a, float b) noexcept nogil
-    double _selectd "dlcore_select"(bint cond, double a, double b) noexcept nogil
+    float _selectd "dlcore_select"(bint cond, double a, double b) noexcept nogil
+    void _sigmoid_f32 "dlcore_sigmoid_f32"(const float* x, float* out, intp_t n) noexcept nogil
+    void _tanh_f32 "dlcore_tanh_f32"(const float* x, float* out, intp_t n) noexcept nogil
+    void _silu_f32 "dlcore_silu_f32"(const float* x, float* out, intp_t n) noexcept nogil
+    void _silu_bwd_f32 "dlcore_silu_bwd_f32"(const float* g, const float* x, float* gi, intp_t n) noexcept nogil
 
 
-cdef inline floating _select(bint cond, floating a, floating b) noexcept nogil:
-    """cond ? a : b, branch-free (see dlcore_selectf)."""
-    if floating is float:
-        return _selectf(cond, a, b)
-    else:
-        return _selectd(cond, a, b)
-
-
-cdef inline floating _sigmoid(floating v) noexcept nogil:
-    # 1 / (1 + e^-v) for v >= 0 and e^v / (1 + e^v) for v < 0, both via e = exp(-|v|) <= 1:
-    # no overflow for any v, and NaN stays NaN (e is NaN). float64 uses libm's exp.
-    cdef floating e, num
-    if floating is float:
-        e = _expf_nonpos(-fabsf(v))
-    else:
-        e = exp(-fabs(v))
-    num = _select(v >= 0, 1, e)
-    return num / (1 + e)
+cdef inline double _sigmoid(double v) noexcept nogil:
+    # float64 twin of dlcore_sigmoidf above (libm's exp; the speed targets are float32).
+    cdef double e = exp(-fabs(v))
+    return _selectd(v >= 0, 1, e) / (1 + e)
 
 
 # ---- elementwise workers: one chunk of n elements each --------------------------------------
@@ -201,8 +235,11 @@ cdef void _leaky_bwd(const floating* g, const floating* x, floating* gi, floatin
 
 cdef void _sigmoid_fwd(const floating* x, floating* out, intp_t n) noexcept nogil:
     cdef intp_t i
-    for i in range(n):
-        out[i] = _sigmoid(x[i])
+    if floating is float:
+        _sigmoid_f32(x, out, n)  # this loop in C, multiversioned for AVX2 (see above)
+    else:
+        for i in range(n):
+            out[i] = _sigmoid(x[i])
 
 
 cdef void _sigmoid_bwd(const floating* g, const floating* y, floating* gi, intp_t n) noexcept nogil:
@@ -213,10 +250,10 @@ cdef void _sigmoid_bwd(const floating* g, const floating* y, floating* gi, intp_
 
 cdef void _tanh_fwd(const floating* x, floating* out, intp_t n) noexcept nogil:
     cdef intp_t i
-    for i in range(n):
-        if floating is float:
-            out[i] = _tanhf(x[i])
-        else:
+    if floating is float:
+        _tanh_f32(x, out, n)
+    else:
+        for i in range(n):
             out[i] = tanh(x[i])
 
 
@@ -228,16 +265,22 @@ cdef void _tanh_bwd(const floating* g, const floating* y, floating* gi, intp_t n
 
 cdef void _silu_fwd(const floating* x, floating* out, intp_t n) noexcept nogil:
     cdef intp_t i
-    for i in range(n):
-        out[i] = x[i] * _sigmoid(x[i])
+    if floating is float:
+        _silu_f32(x, out, n)
+    else:
+        for i in range(n):
+            out[i] = x[i] * _sigmoid(x[i])
 
 
 cdef void _silu_bwd(const floating* g, const floating* x, floating* gi, intp_t n) noexcept nogil:
     cdef intp_t i
-    cdef floating s
-    for i in range(n):
-        s = _sigmoid(x[i])
-        gi[i] = g[i] * (s * (1 + x[i] * (1 - s)))
+    cdef double s
+    if floating is float:
+        _silu_bwd_f32(g, x, gi, n)
+    else:
+        for i in range(n):
+            s = _sigmoid(x[i])
+            gi[i] = g[i] * (s * (1 + x[i] * (1 - s)))
 
 
 # ---- elementwise kernels: prange over chunks ---------------------------------------------------
@@ -305,7 +348,7 @@ def sigmoid_forward(const floating[::1] x,  # IN (n,)
     """out = 1 / (1 + exp(-x)), overflow-free; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _sigmoid_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -327,7 +370,7 @@ def tanh_forward(const floating[::1] x,  # IN (n,)
     """out = tanh(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _tanh_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -349,7 +392,7 @@ def silu_forward(const floating[::1] x,  # IN (n,)
     """out = x * sigmoid(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -360,7 +403,7 @@ def silu_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * s * (1 + x * (1 - s)), s = sigmoid(x). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK],
                       _chunk_len(c, n))
 
@@ -382,7 +425,7 @@ cdef inline double _row_sum_exp(const floating* x, floating m, intp_t C) noexcep
     cdef intp_t j
     for j in range(C):
         if floating is float:
-            s += expf(x[j] - m)
+            s += _expf_nonpos(x[j] - m)  # x[j] - m <= 0
         else:
             s += exp(x[j] - m)
     return s
@@ -394,7 +437,7 @@ cdef void _softmax_row(const floating* x, floating* out, intp_t C) noexcept nogi
     cdef intp_t j
     for j in range(C):
         if floating is float:
-            out[j] = expf(x[j] - m)
+            out[j] = _expf_nonpos(x[j] - m)  # x[j] - m <= 0
         else:
             out[j] = exp(x[j] - m)
         s += out[j]
@@ -448,7 +491,7 @@ def softmax_forward(const floating[:, ::1] x,  # IN (R, C)
     if C == 0:
         return
     with nogil:
-        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+        for r in prange(R, schedule='static', num_threads=_team(ROW_COST * R * C, n_threads)):
             _softmax_row(&x[r, 0], &out[r, 0], C)
 
 
@@ -461,7 +504,7 @@ def softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
     if C == 0:
         return
     with nogil:
-        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+        for r in prange(R, schedule='static', num_threads=_team(ROW_COST * R * C, n_threads)):
             _softmax_bwd_row(&grad_output[r, 0], &output[r, 0], &grad_input[r, 0], C)
 
 
@@ -473,7 +516,7 @@ def log_softmax_forward(const floating[:, ::1] x,  # IN (R, C)
     if C == 0:
         return
     with nogil:
-        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+        for r in prange(R, schedule='static', num_threads=_team(ROW_COST * R * C, n_threads)):
             _log_softmax_row(&x[r, 0], &out[r, 0], C)
 
 
@@ -486,7 +529,7 @@ def log_softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
     if C == 0:
         return
     with nogil:
-        for r in prange(R, schedule='static', num_threads=_team(R * C, n_threads)):
+        for r in prange(R, schedule='static', num_threads=_team(ROW_COST * R * C, n_threads)):
             _log_softmax_bwd_row(&grad_output[r, 0], &output[r, 0], &grad_input[r, 0], C)
 
 
@@ -514,7 +557,7 @@ def softmax_cross_entropy_forward(const floating[:, ::1] logits,  # IN (N, C)
     if C == 0:
         return
     with nogil:
-        for i in prange(N, schedule='static', num_threads=_team(N * C, n_threads)):
+        for i in prange(N, schedule='static', num_threads=_team(ROW_COST * N * C, n_threads)):
             m = _row_max(&logits[i, 0], C)
             log_s = log(_row_sum_exp(&logits[i, 0], m, C))
             loss[i] = <floating>((m - logits[i, target[i]]) + log_s)
@@ -531,7 +574,7 @@ def softmax_cross_entropy_backward(const floating[::1] grad_output,  # IN (N,)
     cdef intp_t N = logits.shape[0], C = logits.shape[1], i, j
     cdef double g, l
     with nogil:
-        for i in prange(N, schedule='static', num_threads=_team(N * C, n_threads)):
+        for i in prange(N, schedule='static', num_threads=_team(ROW_COST * N * C, n_threads)):
             g = grad_output[i]
             l = lse[i]
             for j in range(C):
