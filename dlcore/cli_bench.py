@@ -53,6 +53,9 @@ def add_parser(subparsers):
                    "measurably slows the compiled kernels)")
     p.add_argument("--budget", type=_positive_float, metavar="SECONDS",
                    help="timing budget per case (default 2 quick, 9 full)")
+    p.add_argument("--max-minutes", type=_positive_float, metavar="M",
+                   help="target for the whole run (default 13 full, 1.5 quick): budgets shrink "
+                   "when the run falls behind")
     p.add_argument("--no-thread-column", dest="thread_column", action="store_false",
                    help="skip the compiled one-thread runs")
     p.add_argument("--no-progress", dest="progress", action="store_false",
@@ -77,7 +80,8 @@ def run(args):
     try:
         report = rep.run_bench(quick=args.quick, filter=args.filter, threads=args.threads,
                                torch_mode=args.torch_mode, budget=args.budget,
-                               thread_column=args.thread_column, progress=args.progress)
+                               thread_column=args.thread_column, progress=args.progress,
+                               max_minutes=args.max_minutes)
     except ValueError as exc:
         print(f"dlcore bench: {exc}", file=sys.stderr)
         return 2

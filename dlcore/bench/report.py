@@ -41,6 +41,8 @@ __all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "targets",
 
 QUICK_BUDGET = 2.0  # seconds of timing per case
 FULL_BUDGET = 9.0
+QUICK_MINUTES = 1.5  # whole-run targets: budgets shrink when a run falls behind
+FULL_MINUTES = 13.0
 INTERFERENCE_LIMIT = 1.25  # torch moves out of process above this slowdown of our kernels
 PROBE_KEYS = ("relu.fb.1e6", "adam.step.1e6", "conv2d.fb.lenet2", "max_pool2d.fb.c64")
 
@@ -222,25 +224,29 @@ def _impls_for(threads, torch_mode, thread_column):
 
 
 def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=None,
-              thread_column=True, progress=True, stream=None, limits=True):
+              thread_column=True, progress=True, stream=None, limits=True, max_minutes=None):
     """Run the cases and return the report as a JSON-serializable dict.
 
     ``torch_mode``: ``"auto"`` (in this process unless importing torch measurably slows
     the compiled kernels, then a worker process), ``"inprocess"``, ``"subprocess"`` or
-    ``"off"``. ``budget`` is the timing budget per case in seconds.
+    ``"off"``. ``budget`` is the timing budget per case in seconds; ``max_minutes`` the
+    whole run's (default 13 full, 1.5 quick): when the run falls behind, later cases get
+    a smaller budget (never fewer than 3 repeats, 1 for the epoch).
     """
     import dlcore
 
     stream = sys.stderr if stream is None else stream
     threads = threads or dlcore.get_num_threads()
     budget = budget or (QUICK_BUDGET if quick else FULL_BUDGET)
+    max_minutes = max_minutes or (QUICK_MINUTES if quick else FULL_MINUTES)
     show = _Progress(stream, progress)
     cases = all_cases(quick=quick, filter=filter)
     if not cases:
         raise ValueError(f"no benchmark case name contains {filter!r}; see --list")
 
     report = {"header": machine.header(threads), "mode": "quick" if quick else "full",
-              "filter": filter, "budget_per_case_s": budget, "warnings": []}
+              "filter": filter, "budget_per_case_s": budget, "max_minutes": max_minutes,
+              "warnings": []}
     report["header"]["torch"] = None
     show("measuring machine limits (GEMM, memory bandwidth)")
     report["limits"] = machine.measure_limits(threads, quick) if limits else {}
@@ -277,6 +283,7 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
     try:
         for i, case in enumerate(cases):
             prefix = f"[{i + 1}/{len(cases)}] {case.name}"
+            case_start = time.perf_counter()
             runners = []
             # The one-thread column of a whole epoch would cost minutes; the step has it.
             for impl in [i for i in impls if not (case.full_only and i == "cython@1")]:
@@ -288,14 +295,18 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
                 runner.start()
                 runners.append(runner)
             show(f"{prefix}: timing {', '.join(r.impl for r in runners if r.ok) or 'nothing available'}")
-            rounds = time_case(runners, budget, min_repeats=1 if case.full_only else 3)
+            # Behind schedule (a slow or busy machine): share what is left among the rest.
+            left = max_minutes * 60 - (time.perf_counter() - show.start)
+            case_budget = max(0.2, min(budget, left / (len(cases) - i) * 0.6))
+            rounds = time_case(runners, case_budget, min_repeats=1 if case.full_only else 3)
             show(f"{prefix}: checking results against the NumPy twin")
             entry = {"key": case.key, "name": case.name, "group": case.group,
                      "flops": case.flops, "bytes": case.nbytes, "target": case.target,
-                     "rounds": rounds, "impls": {}, "checks": {}}
+                     "rounds": rounds, "budget_s": case_budget, "impls": {}, "checks": {}}
             entry["impls"] = {r.impl: _impl_result(r) for r in runners}
             entry["checks"] = _check(case, runners)
             entry["metrics"] = _case_metrics(case, entry["impls"], report["limits"])
+            entry["wall_s"] = time.perf_counter() - case_start
             results.append(entry)
             for r in runners:
                 r.close()
@@ -574,7 +585,7 @@ def plot_ratios(report, path):
                               "the plot was skipped") from None
     rows = [c for c in report["cases"]
             if c["metrics"].get("cython/numpy") or c["metrics"].get("cython/torch")]
-    fig = Figure(figsize=(11, 2.2 + 0.36 * max(len(rows), 1)))
+    fig = Figure(figsize=(11, 1.6 + 0.36 * max(len(rows), 1)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     y = np.arange(len(rows))
@@ -600,10 +611,10 @@ def plot_ratios(report, path):
     ax.invert_yaxis()
     ax.set_xlabel("time ratio (< 1: compiled faster)")
     h = report["header"]
-    ax.set_title(f"dlcore {report['mode']} benchmark: {h['cpu']}, {h['threads']} threads", fontsize=9)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (len(rows) + 4)), ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.set_title(f"dlcore {report['mode']} benchmark: {h['cpu']}, {h['threads']} threads",
+                 fontsize=9, loc="right")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
 
 

@@ -128,7 +128,7 @@ class LocalRunner:
                 else:
                     self.first = _time_calls(self._fn, 1)
                     # A second call: caches and allocator warm, a better per-call estimate.
-                    estimate = _time_calls(self._fn, 1) if self.first < 1.0 else self.first
+                    estimate = _time_calls(self._fn, 1) if self.first < 0.25 else self.first
         except Unavailable as exc:
             self.reason = str(exc)
             return False
