@@ -14,6 +14,25 @@ from conftest import requires_torch, torch
 STEPS = 5
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny batches: one OpenMP, BLAS and torch thread (2-thread regions on these sizes are
+    several times slower on the shared 2-core machine). Thread invariance is the kernel
+    tests' job."""
+    from threadpoolctl import threadpool_limits
+
+    previous = dlcore.get_num_threads()
+    torch_previous = torch.get_num_threads() if torch is not None else None
+    dlcore.set_num_threads(1)
+    if torch is not None:
+        torch.set_num_threads(1)
+    with threadpool_limits(1, user_api="blas"):
+        yield
+    dlcore.set_num_threads(previous)
+    if torch is not None:
+        torch.set_num_threads(torch_previous)
+
+
 def lenet5(dtype=np.float64):
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2, dtype=dtype),
