@@ -22,11 +22,26 @@ def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--impl", default="torch")
+    parser.add_argument("--with-torch", action="store_true",
+                        help="import torch, start its thread pools and run a torch op before "
+                        "each sample (the pitfall-3 probe's 'torch present' side)")
     args = parser.parse_args(argv)
     from .cases import get_case
     from .timing import LocalRunner
 
     runner = None
+    torch_op = None
+    if args.with_torch:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        a = torch.randn(256, 256)
+
+        def torch_op():
+            torch.mm(a, a)
+            torch.relu(a).sum()
+        for _ in range(3):
+            torch_op()
     out = sys.stdout
     sys.stdout = sys.stderr  # stray prints must not corrupt the protocol
     for line in sys.stdin:
@@ -53,6 +68,8 @@ def main(argv=None):
                          "first": runner.first, "estimate": getattr(runner, "estimate", None),
                          "scale": runner.scale, "note": runner.note}
             elif cmd == "sample":
+                if torch_op is not None:
+                    torch_op()  # torch has just run, as when the columns interleave
                 reply = {"ok": True, "t": runner.sample()}
             elif cmd == "result":
                 result = runner.result()

@@ -17,10 +17,11 @@ compiler's. Both carry the same soname, so the dynamic loader serves both from w
 loaded first: ``threadpoolctl`` lists one OpenMP runtime in either import order (checked
 with torch 2.13 and gcc 12's libgomp), hence no two thread pools fighting. The torch
 column therefore runs in this process, interleaved with ours so that all share the
-machine's noise -- but every run checks it: :func:`probe_torch_interference` times a
-compiled case here (torch imported, its pools started) against a worker process that
-never imported torch, alternating samples, and the torch column moves to a worker process
-when ours is more than ``INTERFERENCE_LIMIT`` slower here. The header shows the
+machine's noise -- but every run checks it first: :func:`probe_torch_interference` times
+a compiled case in a worker process that imported torch (its pools started) against one
+that never did, alternating samples, and the torch column moves to a worker process
+(this one never importing torch) when ours is more than ``INTERFERENCE_LIMIT`` slower
+with torch. The header shows the
 runtimes and the probe, and a warning appears when more than one OpenMP runtime is loaded.
 """
 import importlib.util
@@ -85,13 +86,14 @@ def _torch_installed():
 
 
 def probe_torch_interference(threads, quick):
-    """Does torch in our process slow the compiled OpenMP kernels? (STYLE.md pitfall 3)
+    """Does torch in the process slow the compiled OpenMP kernels? (STYLE.md pitfall 3)
 
-    One compiled case is timed here, after importing torch and running torch ops (its
-    thread pools started), and in a child process that never imports torch, one sample
-    each in turn so that both share the machine's noise. ``ratio`` is the median time
-    here over the median there (about 1.0: no interference); None when it cannot be
-    measured (no compiled backend).
+    One compiled case is timed in two worker processes, one that imported torch and runs
+    a torch op before each sample (its thread pools started, as when the columns
+    interleave) and one that never imports torch, one sample each in turn so that both
+    share the machine's noise. This process stays free of torch until the decision.
+    ``ratio`` is the median with torch over the median without (about 1.0: no
+    interference); None when it cannot be measured (no compiled backend).
     """
     info = {"case": None, "with_torch_s": None, "without_torch_s": None, "ratio": None,
             "note": ""}
@@ -100,34 +102,26 @@ def probe_torch_interference(threads, quick):
     if "cython" not in dlcore.available_backends():
         info["note"] = "no compiled backend to probe"
         return info
-    import torch
-
-    torch.set_num_threads(threads)
-    a = torch.randn(256, 256)
-    for _ in range(3):  # start torch's own thread pools
-        torch.mm(a, a)
-        torch.relu(a).sum()
-    here = clean = None
-    worker = Worker(threads, impl="cython")
+    workers = []
     try:
+        workers = [Worker(threads, impl="cython", with_torch=True), Worker(threads, impl="cython")]
+        pair = None
         for key in PROBE_KEYS:
-            here = LocalRunner(get_case(key), "cython", threads, quick)
-            clean = WorkerRunner(worker, get_case(key), threads, quick)
-            if here.start() and clean.start():
+            pair = [WorkerRunner(w, get_case(key), threads, quick) for w in workers]
+            if all(r.start() for r in pair):
                 break
-            here = clean = None
-        if here is None:
+            pair = None
+        if pair is None:
             info["note"] = "no compiled OpenMP case available to probe"
             return info
         for _ in range(5 if quick else 9):
-            torch.mm(a, a)  # torch has just run, as when the columns interleave
-            here.sample()
-            clean.sample()
-        clean.close()
+            for runner in pair:
+                runner.sample()
     finally:
-        worker.close()
-    with_torch, without = statistics.median(here.times), statistics.median(clean.times)
-    info.update(case=here.case.key, with_torch_s=with_torch, without_torch_s=without,
+        for w in workers:
+            w.close()
+    with_torch, without = (statistics.median(r.times) for r in pair)
+    info.update(case=pair[0].case.key, with_torch_s=with_torch, without_torch_s=without,
                 ratio=with_torch / without)
     return info
 
@@ -286,7 +280,7 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
             case_start = time.perf_counter()
             runners = []
             # The one-thread column of a whole epoch would cost minutes; the step has it.
-            for impl in [i for i in impls if not (case.full_only and i == "cython@1")]:
+            for impl in [name for name in impls if not (case.full_only and name == "cython@1")]:
                 show(f"{prefix}: warming up {impl}")
                 if impl == "torch" and worker is not None:
                     runner = WorkerRunner(worker, case, threads, quick)
@@ -474,8 +468,8 @@ def format_report(report):
                          f"{p.get('num_threads')} threads ({os.path.basename(p.get('filepath', ''))})")
     inter = report.get("torch_interference")
     if inter and inter.get("ratio"):
-        lines.append(f"pitfall3 compiled {inter['case']} with torch in the process / in a clean "
-                     f"process: {_fmt_time(inter['with_torch_s'])} / {_fmt_time(inter['without_torch_s'])} "
+        lines.append(f"pitfall3 compiled {inter['case']} in a process with torch / without: "
+                     f"{_fmt_time(inter['with_torch_s'])} / {_fmt_time(inter['without_torch_s'])} "
                      f"(x{inter['ratio']:.2f}) -> torch {report['torch_mode']}")
     elif inter:
         lines.append(f"pitfall3 {inter['note']} -> torch {report['torch_mode']}")

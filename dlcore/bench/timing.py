@@ -172,11 +172,13 @@ class Worker:
     compiled case in a process that never imported torch (the pitfall-3 probe).
     """
 
-    def __init__(self, threads, impl="torch"):
+    def __init__(self, threads, impl="torch", with_torch=False):
         env = dict(os.environ)
         env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+        command = [sys.executable, "-m", "dlcore.bench._worker", "--threads", str(threads),
+                   "--impl", impl] + (["--with-torch"] if with_torch else [])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dlcore.bench._worker", "--threads", str(threads), "--impl", impl],
+            command,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )
         self.impl = impl
