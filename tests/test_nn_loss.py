@@ -181,3 +181,59 @@ def test_loss_module_in_a_training_step(rng):
         for p in model.parameters():
             p.data -= 0.5 * p.grad
     assert criterion(model(x), y) < 0.5 * first
+
+
+WEIGHTED = [
+    ("CrossEntropyLoss", dict(weight="C")),
+    ("CrossEntropyLoss", dict(ignore_index=1)),
+    ("CrossEntropyLoss", dict(weight="C", ignore_index=2, label_smoothing=0.1)),
+    ("NLLLoss", dict(weight="C")),
+    ("NLLLoss", dict(weight="C", ignore_index=0)),
+    ("MultiMarginLoss", dict(weight="C", p=2)),
+    ("BCELoss", dict(weight="row")),
+    ("BCEWithLogitsLoss", dict(weight="row", pos_weight="row")),
+]
+
+
+def _weights(kwargs, rng):
+    out = dict(kwargs)
+    for key, kind in kwargs.items():
+        if kind == "C":
+            out[key] = rng.uniform(0.5, 2.0, C)
+        elif kind == "row":
+            out[key] = rng.uniform(0.5, 2.0, 3)
+    return out
+
+
+@requires_torch
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name,kwargs", WEIGHTED, ids=[f"{n}-{'-'.join(k)}" for n, k in WEIGHTED])
+def test_weighted_losses_match_torch(rng, name, kwargs, reduction):
+    pred, target = make_case(name, rng)
+    if "ignore_index" in kwargs:
+        target[:2] = kwargs["ignore_index"]
+    kwargs = _weights(kwargs, rng)
+    criterion = getattr(nn, name)(reduction, **kwargs)
+    tkwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    pt = torch.tensor(pred, requires_grad=True)
+    lt = getattr(torch.nn, name)(reduction=reduction, **tkwargs)(pt, torch.from_numpy(target))
+    loss = criterion(pred, target)
+    g = np.ones(np.shape(loss)) if reduction == "none" else 1.0
+    lt.backward(torch.from_numpy(np.asarray(g)) if reduction == "none" else None)
+    assert_close(loss, lt.detach().numpy())
+    assert_close(criterion.backward(), pt.grad.numpy())
+    assert dlcore.gradcheck(criterion, pred, target)
+    # torch keeps class weights as buffers
+    tstate = getattr(torch.nn, name)(**tkwargs).state_dict()
+    assert list(criterion.state_dict()) == list(tstate)
+
+
+def test_loss_weight_validation():
+    with pytest.raises(TypeError, match="weight"):
+        nn.CrossEntropyLoss(weight=np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="weight"):
+        nn.NLLLoss(weight=np.ones((2, 2)))
+    with pytest.raises(TypeError, match="ignore_index"):
+        nn.CrossEntropyLoss(ignore_index=1.5)
+    with pytest.raises(ValueError, match="p"):
+        nn.MultiMarginLoss(p=3)

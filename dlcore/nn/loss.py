@@ -11,13 +11,18 @@ A loss is the last link of backpropagation: its ``backward(grad_output=None)`` r
 gradient carries a ``1/N`` factor (N the number of elements, or of samples for the
 classification losses). The math is in ``dlcore.functional``'s ``<loss>_forward``;
 each class's docstring states it.
+
+Constructors take ``reduction`` first (dlcore's API); torch's other arguments
+(``weight``, ``ignore_index``, ``label_smoothing``, ``pos_weight``, ``p``, ``margin``) are
+keyword-only, with torch's defaults and meaning. Class weights are buffers named
+``"weight"`` / ``"pos_weight"``, as in torch's ``state_dict``.
 """
 import numbers
 
 import numpy as np
 
 from .. import functional as F
-from .._checks import check_number, check_reduction, describe
+from .._checks import check_int, check_number, check_reduction, describe
 from .module import Module
 
 __all__ = [
@@ -43,7 +48,23 @@ class Loss(Module):
 
     def _extra_kwargs(self):
         """torch's extra arguments of the functional loss, passed only when not at their defaults."""
-        return {}
+        kwargs = {}
+        for name in ("weight", "pos_weight"):
+            value = self.__dict__.get(name)
+            if value is not None:
+                kwargs[name] = value
+        return kwargs
+
+    def _register_weight(self, name, value):
+        """torch keeps a loss's class weights as a buffer (so it appears in ``state_dict``)."""
+        if value is not None:
+            value = np.asarray(getattr(value, "data", value))
+            if value.dtype.kind != "f":
+                raise TypeError(f"{name} must be a floating array, got dtype {value.dtype}")
+            if value.ndim != 1:
+                raise ValueError(f"{name} must be 1-D (one entry per class), got shape {value.shape}")
+            value = np.array(value, copy=True)
+        self.register_buffer(name, value)
 
     def forward(self, input, target):
         loss, ctx = getattr(F, self._op + "_forward")(input, target, reduction=self.reduction, **self._extra_kwargs())
@@ -117,9 +138,17 @@ class BCELoss(Loss):
 
     Shape: ``input`` (probabilities in [0, 1]) and ``target`` of the same shape.
     Prefer :class:`BCEWithLogitsLoss` on raw scores: it is numerically stable.
+
+    Args:
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        weight (ndarray or None): a rescaling weight per element (broadcast), torch's.
     """
 
     _op = "binary_cross_entropy"
+
+    def __init__(self, reduction="mean", *, weight=None):
+        super().__init__(reduction)
+        self.register_buffer("weight", None if weight is None else np.array(np.asarray(weight), copy=True))
 
 
 class BCEWithLogitsLoss(Loss):
@@ -131,18 +160,17 @@ class BCEWithLogitsLoss(Loss):
 
     Args:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-        pos_weight (ndarray or None): weight of the positive term per class (torch's), passed
-            to the functional loss when given.
+        weight (ndarray or None): a rescaling weight per element (broadcast), torch's.
+        pos_weight (ndarray or None): weight of the positive term per class, torch's:
+            :math:`\ell_i = -w_i[p_c\, y_i \log σ(z_i) + (1-y_i)\log(1-σ(z_i))]`.
     """
 
     _op = "binary_cross_entropy_with_logits"
 
-    def __init__(self, reduction="mean", *, pos_weight=None):
+    def __init__(self, reduction="mean", *, weight=None, pos_weight=None):
         super().__init__(reduction)
-        self.pos_weight = pos_weight
-
-    def _extra_kwargs(self):
-        return {} if self.pos_weight is None else {"pos_weight": self.pos_weight}
+        self.register_buffer("weight", None if weight is None else np.array(np.asarray(weight), copy=True))
+        self.register_buffer("pos_weight", None if pos_weight is None else np.array(np.asarray(pos_weight), copy=True))
 
 
 class CrossEntropyLoss(Loss):
@@ -157,17 +185,29 @@ class CrossEntropyLoss(Loss):
 
     Args:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-        label_smoothing (float): torch's, passed to the functional loss when non-zero.
+        weight (ndarray or None): ``(C,)`` class weights; with ``"mean"`` the weighted losses
+            are divided by the sum of the targets' weights (torch's rule).
+        ignore_index (int): targets equal to it contribute no loss and no gradient (default -100).
+        label_smoothing (float): in [0, 1]; the target becomes
+            :math:`(1-ε)\,\text{onehot}(y) + ε/C` (torch's), and the gradient
+            :math:`\text{softmax}(z) - \text{that target}`.
     """
 
     _op = "cross_entropy"
 
-    def __init__(self, reduction="mean", *, label_smoothing=0.0):
+    def __init__(self, reduction="mean", *, weight=None, ignore_index=-100, label_smoothing=0.0):
         super().__init__(reduction)
+        self._register_weight("weight", weight)
+        self.ignore_index = check_int(ignore_index, "ignore_index")
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0)
 
     def _extra_kwargs(self):
-        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+        kwargs = super()._extra_kwargs()
+        if self.ignore_index != -100:
+            kwargs["ignore_index"] = self.ignore_index
+        if self.label_smoothing:
+            kwargs["label_smoothing"] = self.label_smoothing
+        return kwargs
 
 
 class NLLLoss(Loss):
@@ -177,9 +217,25 @@ class NLLLoss(Loss):
     Backward: :math:`∂L/∂x_{n,c} = -[c = y_n]` (``/N`` for ``"mean"``).
 
     Shape: ``input`` ``(N, C)``; ``target`` ``(N,)`` ints in ``[0, C)``.
+
+    Args:
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        weight (ndarray or None): ``(C,)`` class weights (weighted mean, as torch).
+        ignore_index (int): targets to skip (default -100).
     """
 
     _op = "nll_loss"
+
+    def __init__(self, reduction="mean", *, weight=None, ignore_index=-100):
+        super().__init__(reduction)
+        self._register_weight("weight", weight)
+        self.ignore_index = check_int(ignore_index, "ignore_index")
+
+    def _extra_kwargs(self):
+        kwargs = super()._extra_kwargs()
+        if self.ignore_index != -100:
+            kwargs["ignore_index"] = self.ignore_index
+        return kwargs
 
 
 class MultiMarginLoss(Loss):
@@ -197,19 +253,21 @@ class MultiMarginLoss(Loss):
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         p (int): 1 (default) or 2.
         margin (float): default 1.
+        weight (ndarray or None): ``(C,)`` class weights, applied per sample by its target class.
     """
 
     _op = "multi_margin_loss"
 
-    def __init__(self, reduction="mean", *, p=1, margin=1.0):
+    def __init__(self, reduction="mean", *, p=1, margin=1.0, weight=None):
         super().__init__(reduction)
         if p not in (1, 2) or isinstance(p, bool):
             raise ValueError(f"p must be 1 or 2, got {p!r}")
         self.p = int(p)
         self.margin = check_number(margin, "margin")
+        self._register_weight("weight", weight)
 
     def _extra_kwargs(self):
-        kwargs = {}
+        kwargs = super()._extra_kwargs()
         if self.p != 1:
             kwargs["p"] = self.p
         if self.margin != 1.0:
