@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-import dlcore
 from dlcore import nn
 from conftest import requires_torch, torch
 
