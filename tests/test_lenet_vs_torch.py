@@ -145,3 +145,11 @@ def test_lenet5_gradients_match_torch_float32(backend):
     for name, p in model.named_parameters():
         t = tparams[name].grad.numpy()
         np.testing.assert_allclose(p.grad, t, rtol=1e-4, atol=1e-5 * np.abs(t).max(), err_msg=name)
+
+
+def test_models_lenet5_is_the_same_network():
+    """dlcore.models.LeNet5 (API.md) builds this file's network: same layers, keys, count."""
+    ours, built = lenet5(np.float32), dlcore.models.LeNet5()
+    assert [type(m).__name__ for m in built] == [type(m).__name__ for m in ours]
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in ours.state_dict().items()}
+    assert "Total params: 61,706" in built.summary((1, 28, 28))
