@@ -304,6 +304,35 @@ def test_torch_oracle(op, backend, dtype, rng):
         assert_close(grad, tx.grad.numpy(), dtype, scale=2, err_msg=f"{op} dim={dim} backward")
 
 
+# ---- accuracy of the compiled float32 exp / tanh (Cephes polynomials, not libm) ----------------
+
+@requires_cython
+@pytest.mark.parametrize("op", ["sigmoid", "tanh", "silu"])
+def test_compiled_float32_accuracy_against_float64(op):
+    x = np.concatenate([np.linspace(-100, 100, 200001), np.linspace(-1, 1, 20001), np.geomspace(1e-30, 1e3, 3001),
+                        -np.geomspace(1e-30, 1e3, 3001), [0.0, -0.0, 0.625, -0.625, 87.3, -87.3, 88.8, -88.8, 1e30,
+                                                          -1e30, np.inf, -np.inf]]).astype(np.float32)
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s64 = 1 / (1 + np.exp(-x64))
+        ref = {"sigmoid": s64, "tanh": np.tanh(x64), "silu": np.where(np.isinf(x64) & (x64 < 0), np.nan, x64 * s64)}[op]
+    out = np.empty_like(x)
+    getattr(backends.backend("cython"), op + "_forward")(x, out, 2)
+    finite = np.isfinite(ref)
+    # a few float32 ulps; sigmoid values below FLT_MIN (x < -87.3) flush to 0, so silu there
+    # is -0 instead of x * sigma(x) ~ -1e-36
+    np.testing.assert_allclose(out[finite], ref[finite], rtol=4e-7, atol=1e-35 if op == "silu" else 2e-38)
+    assert np.array_equal(np.isnan(out), np.isnan(ref))
+    g = np.ones_like(x)
+    if op == "silu":  # the backward recomputes sigmoid: check it too
+        gi = np.empty_like(x)
+        backends.backend("cython").silu_backward(g, x, gi, 2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            dref = s64 * (1 + x64 * (1 - s64))
+        ok = np.isfinite(dref)
+        np.testing.assert_allclose(gi[ok], dref[ok], rtol=2e-6, atol=1e-7)
+
+
 # ---- extremes ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("op", ELEMENTWISE + ALONG_DIM)

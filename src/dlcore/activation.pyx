@@ -573,6 +573,8 @@ def softmax_cross_entropy_backward(const floating[::1] grad_output,  # IN (N,)
     """grad_input[i, j] = grad_output[i] * (exp(x[i, j] - lse[i]) - [j == t_i]). See the twin."""
     cdef intp_t N = logits.shape[0], C = logits.shape[1], i, j
     cdef double g, l
+    if C == 0:
+        return
     with nogil:
         for i in prange(N, schedule='static', num_threads=_team(ROW_COST * N * C, n_threads)):
             g = grad_output[i]
