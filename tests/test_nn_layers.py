@@ -441,3 +441,28 @@ def test_linear_matches_torch_on_drawn_shapes(lead, in_features, out_features, b
     shape = tuple(lead) + (in_features,)
     x = rng.standard_normal(shape[::-1]).T if transpose else rng.standard_normal(shape)
     _compare_with_torch(layer, torch.nn.Linear(in_features, out_features, bias=bias), x, np.float64)
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_layouts_equal_contiguous_and_inputs_untouched(backend, make, rng):
+    """Fortran-ordered, sliced and read-only inputs (and grad_outputs) give a contiguous copy's results."""
+    layer = make()
+    base = rng.standard_normal((4, 6)).astype(np.float32)
+    layouts = {"fortran": np.asfortranarray(base[:, :4]), "sliced": base[::-1, 1:5], "transposed": base[:4, :4].T.copy().T}
+    ro = base[:, :4].copy()
+    ro.setflags(write=False)
+    layouts["read-only"] = ro
+    for name, x in layouts.items():
+        before = x.copy()
+        dlcore.manual_seed(0)
+        out = layer(x)
+        g = np.asfortranarray(rng.standard_normal(out.shape).astype(np.float32))
+        g_before = g.copy()
+        gi = layer.backward(g)
+        np.testing.assert_array_equal(x, before, err_msg=f"{name}: input modified")
+        np.testing.assert_array_equal(g, g_before, err_msg=f"{name}: grad_output modified")
+        dlcore.manual_seed(0)
+        out_c = layer(np.ascontiguousarray(x))
+        gi_c = layer.backward(np.ascontiguousarray(g))
+        np.testing.assert_array_equal(out, out_c, err_msg=name)
+        np.testing.assert_array_equal(gi, gi_c, err_msg=name)
