@@ -155,6 +155,7 @@ def gradcheck(module, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     if worst is not None and not worst[0] <= 1.0:
         _, label, index, a, numeric = worst
         index = tuple(int(i) for i in index)
+        a, numeric = float(a), float(numeric)
         raise AssertionError(
             f"gradcheck failed for {type(module).__name__}: worst entry {label} at index {index}: "
             f"analytic {a!r} vs numeric {numeric!r} (|difference| {abs(a - numeric):.3g} > "
