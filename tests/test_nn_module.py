@@ -292,7 +292,8 @@ def test_summary_table(capsys):
     printed = capsys.readouterr().out
     assert text in printed
     assert "Total params: 107" in text  # 65 + 30 + 12
-    assert "1.0 (Linear)" in text and "2.block (Linear)" in text
+    assert "1.0 (Linear)" in text and "2.block (Linear)" in text and "2 (Residual)" in text
+    assert "(Sequential)" not in text
     assert "[2, 5]" in text and "[2, 12]" in text
     assert all(m.training for m in model.modules())  # modes restored
     assert "forward" not in model[4].__dict__  # no instrumentation left

@@ -5,6 +5,8 @@ so no running statistic changes and no dropout is drawn), records every leaf lay
 output, and prints a table with one row per layer call:
 
 * **Layer**: the dotted name (torch's ``named_modules`` name, e.g. ``"2.block.0"``) and type;
+  leaf layers, plus containers such as ``Residual`` (its row, after its children's, is
+  the sum ``block(x) + shortcut(x)``), but not ``Sequential`` (its output is its last child's);
 * **Output shape**: including the batch axis;
 * **Activations**: the number of output elements (what the forward stores for backward);
 * **Params**: the layer's own parameter count (``weight.size + bias.size``).
@@ -68,9 +70,14 @@ def summary(model, input_shape, batch_size=1, print_fn=print):
         object.__setattr__(module, "forward", forward)
         patched.append(module)
 
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    for module in leaves:
-        wrap(module, names[id(module)])
+    from .layers import Sequential
+
+    # Leaves, plus containers that compute something themselves (Residual's addition);
+    # a Sequential's output is its last child's, so it gets no row of its own.
+    for module in model.modules():
+        is_leaf = not any(True for _ in module.children())
+        if is_leaf or (module is not model and not isinstance(module, Sequential)):
+            wrap(module, names[id(module)])
 
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
