@@ -311,3 +311,29 @@ def test_summary_validates():
     with pytest.raises(ValueError):
         summary(nn.Linear(3, 2), (4,))
     assert "Total params: 8" in summary(nn.Linear(3, 2), 3, print_fn=None)
+
+
+def test_helpers_register_apply_recurse_deepcopy():
+    import copy
+
+    m = nn.Module()
+    m.register_parameter("scale", nn.Parameter(np.ones(2)))
+    m.add_module("inner", nn.Linear(2, 2))
+    m.register_buffer("count", np.zeros(1))
+    assert list(m.state_dict()) == ["scale", "count", "inner.weight", "inner.bias"]
+    assert [n for n, _ in m.named_parameters(recurse=False)] == ["scale"]
+    assert len(list(m.parameters())) == 3
+    with pytest.raises(ValueError, match="'a.b'"):
+        m.add_module("a.b", nn.ReLU())
+    with pytest.raises(TypeError):
+        m.register_parameter("w", np.ones(2))
+    with pytest.raises(TypeError):
+        m.register_buffer("b", [1.0])
+    visited = []
+    assert m.apply(lambda mod: visited.append(type(mod).__name__)) is m
+    assert visited == ["Linear", "Module"]
+    m.zero_grad(set_to_none=True)
+    assert all(p.grad is None for p in m.parameters())
+    twin = copy.deepcopy(m)
+    twin.inner.weight.data[...] = 0
+    assert m.inner.weight.data.any() and list(twin.state_dict()) == list(m.state_dict())
