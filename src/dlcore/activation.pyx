@@ -9,7 +9,13 @@ Parallel axes (race-free by construction, so results are bitwise independent of 
 thread count):
 
 * elementwise kernels: the flat array is cut into chunks of ``CHUNK`` elements and
-  ``prange`` hands whole chunks to threads; each worker is a plain loop over one chunk;
+  ``prange`` hands whole chunks to threads; each worker is a plain loop over one chunk.
+  The schedule is dynamic, not static: on a shared machine a woken worker thread often
+  starts late, and with a static split the team then waits for its half; with chunks
+  handed out on demand the first thread keeps going (measured on the loaded 2-core dev
+  box: relu forward of 1e7 float32 with 2 threads went from 12-25 ms with 'static' to
+  3-4 ms in most runs with 'dynamic', against 9 ms on one thread). Each chunk is
+  computed the same way whichever thread takes it, so results stay bitwise equal;
 * row-wise kernels (softmax, log_softmax, softmax_cross_entropy): ``prange`` over rows;
   one thread owns a row, so its max and sums are computed in one fixed order.
 
@@ -300,7 +306,7 @@ def relu_forward(const floating[::1] x,  # IN (n,)
     """
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
             _relu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -311,7 +317,7 @@ def relu_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * [output > 0]; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
             _relu_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
                       _chunk_len(c, n))
 
@@ -324,7 +330,7 @@ def leaky_relu_forward(const floating[::1] x,  # IN (n,)
     cdef intp_t n = x.shape[0], c
     cdef floating slope = <floating>negative_slope
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
             _leaky_fwd(&x[c * CHUNK], &out[c * CHUNK], slope, _chunk_len(c, n))
 
 
@@ -337,7 +343,7 @@ def leaky_relu_backward(const floating[::1] grad_output,  # IN (n,)
     cdef intp_t n = grad_output.shape[0], c
     cdef floating slope = <floating>negative_slope
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
             _leaky_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK], slope,
                        _chunk_len(c, n))
 
@@ -348,7 +354,7 @@ def sigmoid_forward(const floating[::1] x,  # IN (n,)
     """out = 1 / (1 + exp(-x)), overflow-free; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
             _sigmoid_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -359,7 +365,7 @@ def sigmoid_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * y * (1 - y). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
             _sigmoid_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
                          _chunk_len(c, n))
 
@@ -370,7 +376,7 @@ def tanh_forward(const floating[::1] x,  # IN (n,)
     """out = tanh(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
             _tanh_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -381,7 +387,7 @@ def tanh_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * (1 - y^2). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
             _tanh_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
                       _chunk_len(c, n))
 
@@ -392,7 +398,7 @@ def silu_forward(const floating[::1] x,  # IN (n,)
     """out = x * sigmoid(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -403,7 +409,7 @@ def silu_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * s * (1 + x * (1 - s)), s = sigmoid(x). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK],
                       _chunk_len(c, n))
 
