@@ -123,7 +123,7 @@ class L1Loss(Loss):
     r"""Mean absolute error: :math:`\ell_i = |x_i - y_i|`.
 
     Backward: :math:`∂L/∂x_i = \text{sign}(x_i - y_i)/N` for ``"mean"`` (0 where equal, as torch).
-    (Some notes call this MSE by mistake; it is the L1 / MAE loss.)
+    (The notes' "Mean absolute error" section labels this formula MSE, a typo: it is the L1 / MAE loss.)
     """
 
     _op = "l1_loss"
