@@ -152,7 +152,11 @@ def softmax_cross_entropy_forward(logits, target, loss, lse, n_threads):
 
     logits: (N, C); target: (N,) int64 in [0, C); loss: (N,) logits' dtype; lse: (N,) float64.
     Written as (m - x_t) + log(sum) rather than lse - x_t so that a confident, correct
-    prediction keeps a small loss accurate.
+    prediction keeps a small loss accurate::
+
+        for i in range(N):
+            m = max(x[i]); s = sum(exp(x[i] - m))
+            loss[i] = (m - x[i, t[i]]) + log(s); lse[i] = m + log(s)
     """
     if logits.size == 0:
         return
@@ -166,7 +170,10 @@ def softmax_cross_entropy_backward(grad_output, logits, target, lse, grad_input,
     """grad_input[i, j] = grad_output[i] * (softmax(x_i)[j] - [j == t_i]).
 
     softmax(x_i)[j] = exp(x[i, j] - lse[i]). grad_output: (N,) (the upstream gradient of
-    each row's loss); the other shapes as in the forward.
+    each row's loss); the other shapes as in the forward::
+
+        for i in range(N):
+            grad_input[i] = grad_output[i] * exp(x[i] - lse[i]); grad_input[i, t[i]] -= grad_output[i]
     """
     p = np.exp(logits - lse[:, None])
     p[np.arange(len(target)), target] -= 1
