@@ -15,6 +15,11 @@ splitting over planes is what keeps it race-free: plane (n, c) reads only the KH
 column rows of channel c of image n and writes only its own H x W pixels. No thread ever
 touches another's output, so the result does not depend on the thread count.
 
+Below ``_SERIAL_BELOW`` copied elements a kernel runs on one thread: waking a second
+thread costs microseconds, more than a tiny plane loop, and on a loaded machine a
+parallel region waits for a thread the OS has not scheduled yet. Each plane is computed
+the same way whatever the thread count, so results stay bitwise identical.
+
 The inner loops work row by row: for a fixed (kh, kw, oh) the window positions ``ow`` that
 fall inside the image form one interval, computed once, so the hot loop is a strided
 copy (im2col) or add (col2im) with no branch; the rest of the row is zero padding.
@@ -30,6 +35,9 @@ from libc.string cimport memcpy, memset
 from dlcore._common cimport floating, intp_t
 
 from dlcore.backends.numpy_kernels import conv as _twin
+
+# About 10 microseconds of copying: smaller jobs are not worth a thread team.
+cdef intp_t _SERIAL_BELOW = 1 << 15
 
 __all__ = [
     "im2col",
@@ -78,7 +86,8 @@ cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
                     memset(row + oh * OW, 0, ow_lo * sizeof(floating))
                 s = src + (oh * SH - PH + kh) * W + (ow_lo * SW - PW + kw)
                 if SW == 1:
-                    memcpy(row + oh * OW + ow_lo, s, (ow_hi - ow_lo) * sizeof(floating))
+                    for ow in range(ow_lo, ow_hi):
+                        row[oh * OW + ow] = s[ow - ow_lo]
                 else:
                     for ow in range(ow_lo, ow_hi):
                         row[oh * OW + ow] = s[(ow - ow_lo) * SW]
@@ -154,6 +163,8 @@ def im2col(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     cdef intp_t row_stride = cols.strides[1] // <intp_t> sizeof(floating)
     if N * C * OH * OW == 0:
         return
+    if N * C * KK * OH * OW < _SERIAL_BELOW:
+        n_threads = 1
     with nogil:
         for p in prange(N * C, schedule='static', num_threads=n_threads):
             n = p // C
@@ -189,6 +200,8 @@ def col2im(const floating[:, :, :] cols,       # IN  (N, C*KH*KW, OH*OW), last a
     cdef intp_t row_stride = cols.strides[1] // <intp_t> sizeof(floating)
     if N * C * H * W == 0:
         return
+    if N * C * KK * OH * OW < _SERIAL_BELOW:
+        n_threads = 1
     with nogil:
         for p in prange(N * C, schedule='static', num_threads=n_threads):
             n = p // C

@@ -34,6 +34,11 @@ __all__ = [
 # transposed copy of the output or gradient). The batch is processed in chunks of images
 # that fit; a single image is never split, so one image larger than the cap still runs.
 WORKSPACE_BYTES = 512 * 2**20
+# Chunks are usually much smaller than the cap: with a few MiB of columns, im2col writes
+# into the cache and the GEMM reads them back from it. Measured on a 2-core Haswell VM
+# (float32, 32x64x32x32 input, 3x3 kernel): forward+backward 138 ms with 4 MiB chunks,
+# 184 ms with the whole batch as one chunk.
+CHUNK_BYTES = 4 * 2**20
 
 
 def _windows(cols, x_shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
@@ -160,9 +165,10 @@ def conv_transpose2d_backward(x, weight, grad_output, grad_input, grad_weight, g
 # so one GEMM covers a whole chunk of the batch.
 
 def _chunk(N, elems_per_image, dtype):
-    """Images per chunk so that the scratch buffers stay within WORKSPACE_BYTES."""
+    """Images per chunk: scratch within CHUNK_BYTES (and WORKSPACE_BYTES), at least one image."""
     per_image = max(1, elems_per_image * np.dtype(dtype).itemsize)
-    return int(max(1, min(N, WORKSPACE_BYTES // per_image)))
+    most = max(1, min(N, min(CHUNK_BYTES, WORKSPACE_BYTES) // per_image))
+    return int(-(-N // -(-N // most))) if N else 1  # equal chunks: 64 images as 32 + 32, not 63 + 1
 
 
 def _as_nkl(buf, K, n, L):
