@@ -137,7 +137,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     Returns
     -------
     out : ndarray (N, C, OH, OW), x's dtype
-    indices : ndarray (N, C, OH, OW), int64, flat indices in each H*W plane (as PyTorch)
+    indices : ndarray (N, C, OH, OW), int64, flat indices in each H*W plane (as PyTorch);
+        read-only, since the backward indexes with them (copy to modify)
     ctx : what :func:`max_pool2d_backward` needs
     """
     x, batched = _as_images(x, "x")
