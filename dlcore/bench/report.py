@@ -347,7 +347,9 @@ def _warnings(report):
     start, end = header.get("load_average_start"), header.get("load_average_end")
     if start is not None and start > 0.5:
         out.append(f"machine busy: load average {start:.2f} on {cores} CPUs before the run "
-                   "(other processes share the cores; trust the ratios more than the times)")
+                   "(other processes share the cores; trust the ratios more than the times; "
+                   + ("with the cores oversubscribed, multi-threaded OpenMP/BLAS times collapse: "
+                      "compare with --threads 1)" if start > cores else ")"))
     if end is not None and end > header["threads"] + 0.75:
         out.append(f"machine busy: load average {end:.2f} at the end with {header['threads']} "
                    "benchmark threads")
