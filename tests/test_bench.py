@@ -16,7 +16,7 @@ from dlcore.bench import cases as bench_cases
 from dlcore.bench import report as rep
 from dlcore.bench.cases import Bound, Case
 
-LIMITS = {"threads": 1, "gemm_n": 8, "gemm_gflops": 10.0, "gemm_gflops_best": 11.0,
+LIMITS = {"threads": 1, "gemm_n": 8, "gemm_gflops": 10.0, "gemm_gflops_median": 9.0,
           "copy_gbs": 5.0, "update_gbs": 6.0, "bandwidth_gbs": 6.0, "stream_mb": 1.0}
 HAS_CYTHON = "cython" in dlcore.available_backends()
 
@@ -219,3 +219,12 @@ def test_worker_runs_a_dlcore_backend_in_a_clean_process():
         runner.close()
     finally:
         worker.close()
+
+
+def test_measured_limits_are_positive_and_consistent():
+    from dlcore.bench import machine
+
+    limits = machine.measure_limits(threads=1, quick=True)
+    assert limits["gemm_gflops"] >= limits["gemm_gflops_median"] > 0
+    assert limits["copy_gbs"] >= limits["copy_gbs_median"] > 0
+    assert limits["bandwidth_gbs"] == max(limits["copy_gbs"], limits["update_gbs"])

@@ -486,7 +486,7 @@ def format_report(report):
             f"limits   NumPy BLAS float32 GEMM {lim['gemm_gflops']:.1f} GFLOP/s (n={lim['gemm_n']}){extra} | "
             f"copy {lim['copy_gbs']:.1f} GB/s, in-place a+=b {lim['update_gbs']:.1f} GB/s"
             + (f", one-thread copy {lim['copy_gbs_1thread']:.1f} GB/s" if lim.get("copy_gbs_1thread") else "")
-            + f" (read+write bytes, {lim['threads']} threads)")
+            + f" (best of repeats; read+write bytes; {lim['threads']} threads)")
     lines.append("")
 
     impls = report["impls"]
