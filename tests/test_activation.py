@@ -82,10 +82,6 @@ def test_hand_computed_softmax_cross_entropy_kernel(backend, dtype):
 
 # ---- compiled == twin --------------------------------------------------------------------------
 
-def _kernel_pair(name):
-    return getattr(backends.backend("cython"), name), getattr(backends.backend("numpy"), name)
-
-
 def _run_elementwise(be, op, x, g, n_threads):
     """Forward and backward of one elementwise op on one backend, through the kernels."""
     k = backends.backend(be)
