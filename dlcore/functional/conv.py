@@ -146,6 +146,9 @@ def conv2d_backward(grad_output, ctx):
     Returns:
         ``(grad_input, grad_weight, grad_bias)``, shaped like x, weight and bias;
         ``grad_bias`` is None when the forward had no bias.
+
+    ``ctx`` keeps a reference to the forward's input (as torch saves tensors): modifying
+    that array in place between forward and backward changes grad_weight.
     """
     g = _grad_output(grad_output, ctx)
     x, weight = ctx.x, ctx.weight

@@ -16,8 +16,8 @@ L = OH*OW output positions and K = C*KH*KW numbers in one receptive field.
 
 The two kernels accept any ``cols`` array whose last axis is contiguous, not only a
 C-contiguous one: the GEMM drivers at the bottom of this file (shared with the compiled
-backend) pass a *transposed view* of a (K, N*L) buffer, so that a whole batch becomes one
-big matrix product ``W2 (F, K) @ cols (K, N*L)`` instead of N small ones.
+backend) pass a *transposed view* of a (K, n*L) buffer, so that a chunk of n images becomes
+one big matrix product ``W2 (F, K) @ cols (K, n*L)`` instead of n small ones.
 """
 import numpy as np
 
@@ -35,9 +35,9 @@ __all__ = [
 # that fit; a single image is never split, so one image larger than the cap still runs.
 WORKSPACE_BYTES = 512 * 2**20
 # Chunks are usually much smaller than the cap: with a few MiB of columns, im2col writes
-# into the cache and the GEMM reads them back from it. Measured on a 2-core Haswell VM
-# (float32, 32x64x32x32 input, 3x3 kernel): forward+backward 138 ms with 4 MiB chunks,
-# 184 ms with the whole batch as one chunk.
+# into the cache and the GEMM reads them back from it. Measured on a shared 2-core Haswell
+# VM (float32 x 32x64x32x32, 3x3 kernel, one thread, CPU time): forward+backward 129-138 ms
+# with 4 MiB chunks, 145 ms with 16 MiB, 168-184 ms with the whole batch as one chunk.
 CHUNK_BYTES = 4 * 2**20
 
 
