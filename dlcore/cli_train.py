@@ -53,6 +53,8 @@ def add_parser(subparsers):
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
     p.add_argument("--backend", default=None, help="'cython' (default when built) or 'numpy'")
     p.add_argument("--threads", type=int, default=None, help="OpenMP threads for the compiled kernels")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="BLAS threads during training (default: 1 on the compiled backend, see below)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling (default 0)")
     p.add_argument("--test-size", type=float, default=0.25, help="held-out fraction for the digits (default 0.25)")
     p.add_argument("--save", metavar="PATH", default=None, help="save the trained model's state_dict with dlcore.save")
@@ -139,6 +141,25 @@ def _epoch_seconds(args, model_name, X, y, lr, batch_size, num_classes, backend)
         return time.perf_counter() - start
 
 
+def _blas_limit(n):
+    """A context limiting BLAS (NumPy's GEMMs) to ``n`` threads, when threadpoolctl is installed.
+
+    The compiled kernels run their own OpenMP team; a BLAS pool of the same size next to it
+    oversubscribes the cores (STYLE.md pitfall 4). Measured on the shared 2-core machine,
+    LeNet-5 batches of 32 at 2 OpenMP threads took a median 0.57 s with the default BLAS
+    pool and 0.20 s with one BLAS thread (0.03 s at one OpenMP thread and one BLAS thread).
+    """
+    import contextlib
+
+    if n is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 def run(args):
     """Handler of ``train``; returns the process exit code."""
     import dlcore
@@ -153,6 +174,8 @@ def run(args):
             dlcore.set_backend(args.backend)
         if args.threads is not None:
             dlcore.set_num_threads(args.threads)
+        if args.blas_threads is not None and args.blas_threads < 1:
+            raise ValueError(f"--blas-threads must be >= 1, got {args.blas_threads}")
         d_epochs, d_lr, d_batch = DEFAULTS[args.model]
         epochs = d_epochs if args.epochs is None else args.epochs
         lr = d_lr if args.lr is None else args.lr
@@ -169,8 +192,10 @@ def run(args):
     model = _build(args.model, X_tr.shape[1:], num_classes)
     n_params = sum(p.size for p in model.parameters())
     backend = dlcore.get_backend()
+    blas_threads = args.blas_threads if args.blas_threads is not None else (1 if backend != "numpy" else None)
     print(f"model {args.model} ({n_params:,} parameters) | data {data_name}: {len(X_tr)} train, "
-          f"{len(X_te)} test | backend {backend}, {dlcore.get_num_threads()} thread(s) | "
+          f"{len(X_te)} test | backend {backend}, {dlcore.get_num_threads()} thread(s) "
+          f"(BLAS {blas_threads if blas_threads is not None else 'default'}) | "
           f"{args.optimizer} lr={lr:g}, batch {batch_size}, {epochs} epochs, seed {args.seed}", flush=True)
 
     optimizer = _optimizer(args.optimizer, model.parameters(), lr)
@@ -178,8 +203,9 @@ def run(args):
     augment = RandomShift(2) if args.model in CONV_MODELS else None
     trainer = Trainer(model, optimizer=optimizer, scheduler=scheduler, progress=not args.no_progress)
     start = time.perf_counter()
-    history = trainer.fit(X_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=args.seed,
-                          validation_data=(X_te, y_te), transform=augment)
+    with _blas_limit(blas_threads):
+        history = trainer.fit(X_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=args.seed,
+                              validation_data=(X_te, y_te), transform=augment)
     total = time.perf_counter() - start
     epoch_times = history["time"]
 
@@ -195,7 +221,8 @@ def run(args):
         if backend == "numpy":
             print("--compare-numpy: already on the NumPy backend; nothing to compare")
         else:
-            compiled = _epoch_seconds(args, args.model, X_tr, y_tr, lr, batch_size, num_classes, backend)
+            with _blas_limit(blas_threads):
+                compiled = _epoch_seconds(args, args.model, X_tr, y_tr, lr, batch_size, num_classes, backend)
             numpy_s = _epoch_seconds(args, args.model, X_tr, y_tr, lr, batch_size, num_classes, "numpy")
             print(f"one epoch: {backend} {compiled:.2f} s, numpy {numpy_s:.2f} s -> "
                   f"speed-up x{numpy_s / compiled:.2f}")

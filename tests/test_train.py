@@ -299,11 +299,11 @@ def test_mlp_on_digits_reaches_97_percent(digits64):
 # ---- same seeded run: both backends, 1 and 2 threads ----------------------------------------
 def _tiny_lenet_run():
     X, y = load_digits(size=28)
-    X, y = X[:96], y[:96]
+    X, y = X[:64], y[:64]
     dlcore.manual_seed(7)
     model = LeNet5()
     trainer = Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=2e-3), progress=False)
-    history = trainer.fit(X, y, epochs=2, batch_size=32, seed=7)
+    history = trainer.fit(X, y, epochs=2, batch_size=16, seed=7)
     return history["loss"], trainer.evaluate(X, y)["accuracy"]
 
 
