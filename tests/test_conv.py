@@ -17,6 +17,7 @@ import dlcore.functional as F
 from dlcore._checks import pair
 from dlcore.backends import backend as get_backend_kernels
 from dlcore.backends.numpy_kernels import conv as twin
+from dlcore.functional import conv as conv_functional
 
 HAS_COMPILED = "cython" in dlcore.available_backends()
 requires_compiled = pytest.mark.skipif(not HAS_COMPILED, reason="compiled backend not built")
@@ -423,6 +424,7 @@ def test_workspace_capped_whatever_the_batch(backend, rng, monkeypatch):
         full_t = (yt, *F.conv_transpose2d_backward(gy, ctx_t))
         with monkeypatch.context() as m:
             m.setattr(twin, "WORKSPACE_BYTES", cap)
+            m.setattr(conv_functional, "KEEP_COLS_BYTES", 0)  # scratch only, no columns kept in ctx
             assert twin._chunk(N, (27 + 4) * 132, np.float64) == 2
             assert _peak_extra_bytes(lambda: F.conv2d_forward(x, w, b, 1, 1)[0]) <= cap + slack
             assert _peak_extra_bytes(lambda: F.conv2d_backward(g, ctx)) <= cap + slack
@@ -439,6 +441,22 @@ def test_workspace_capped_whatever_the_batch(backend, rng, monkeypatch):
             assert twin._chunk(N, 10, np.float64) == 1
             for got, want in zip(_conv_all(x, w, b, 1, 1, g), full):
                 assert_close(got, want, np.float64)
+
+
+def test_kept_columns_equal_recomputed(backend, rng, monkeypatch):
+    x, w, b = _rand(rng, (5, 3, 9, 8), np.float32), _rand(rng, (4, 3, 3, 2), np.float32), _rand(rng, (4,), np.float32)
+    monkeypatch.setattr(twin, "CHUNK_BYTES", 4000)  # several chunks, each a slice of the kept columns
+    out, ctx = F.conv2d_forward(x, w, b, (2, 1), 1)
+    assert ctx.cols is not None and ctx.cols.shape == (18, 5 * out.shape[2] * out.shape[3])
+    np.testing.assert_array_equal(ctx.cols.reshape(18, 5, -1).transpose(1, 0, 2), F.unfold(x, (3, 2), (2, 1), 1))
+    g = _rand(rng, out.shape, np.float32)
+    kept = (out, *F.conv2d_backward(g, ctx), *F.conv2d_backward(g, ctx))  # ctx is reusable
+    monkeypatch.setattr(conv_functional, "KEEP_COLS_BYTES", 0)
+    out2, ctx2 = F.conv2d_forward(x, w, b, (2, 1), 1)
+    assert ctx2.cols is None
+    grads = F.conv2d_backward(g, ctx2)
+    for got, want in zip(kept, (out2, *grads, *grads)):
+        assert_close(got, want, np.float32)
 
 
 # ---- 7. errors -----------------------------------------------------------------------------

@@ -33,15 +33,22 @@ __all__ = [
 ]
 
 
+# conv2d keeps its im2col columns for the backward pass when they take at most this many
+# bytes (LeNet-sized layers: a few MiB), saving the backward a second im2col; bigger
+# layers recompute them chunk by chunk instead of holding N*C*KH*KW*OH*OW numbers.
+KEEP_COLS_BYTES = 16 * 2**20
+
+
 class _ConvCtx:
     """What a convolution's backward needs: the (cast, contiguous) input and weight,
-    whether there was a bias, the stride and padding, and the output's shape."""
+    whether there was a bias, the stride and padding, the output's shape, and conv2d's
+    kept columns (or None)."""
 
-    __slots__ = ("x", "weight", "has_bias", "stride", "padding", "out_shape")
+    __slots__ = ("x", "weight", "has_bias", "stride", "padding", "out_shape", "cols")
 
-    def __init__(self, x, weight, has_bias, stride, padding, out_shape):
+    def __init__(self, x, weight, has_bias, stride, padding, out_shape, cols=None):
         self.x, self.weight, self.has_bias = x, weight, has_bias
-        self.stride, self.padding, self.out_shape = stride, padding, out_shape
+        self.stride, self.padding, self.out_shape, self.cols = stride, padding, out_shape, cols
 
 
 # ---- validation --------------------------------------------------------------------------
@@ -104,6 +111,8 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
             w[f, c, kh, kw] \; x_{\text{pad}}[n, c, oh \cdot SH + kh, ow \cdot SW + kw]
 
     computed as ``out[n] = W2 @ im2col(x)[n] + b`` with ``W2 = weight.reshape(F, C*KH*KW)``.
+    When the columns take at most ``KEEP_COLS_BYTES`` (16 MiB) they stay in ``ctx`` for
+    the backward pass; otherwise the backward recomputes them.
 
     Args:
         x: input of shape (N, C, H, W); cast to the weight's dtype.
@@ -122,9 +131,13 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0):
     bias = _bias(bias, F, weight.dtype)
     stride, padding = pair(stride, "stride", minimum=1), pair(padding, "padding", minimum=0)
     OH, OW = _window(x.shape[2:], (KH, KW), stride, padding)
-    out = np.empty((x.shape[0], F, OH, OW), dtype=weight.dtype)
-    kernels().conv2d_forward(x, weight, bias, out, *stride, *padding, get_num_threads())
-    return out, _ConvCtx(x, weight, bias is not None, stride, padding, out.shape)
+    N = x.shape[0]
+    out = np.empty((N, F, OH, OW), dtype=weight.dtype)
+    cols = None
+    if N * C * KH * KW * OH * OW * weight.itemsize <= KEEP_COLS_BYTES:
+        cols = np.empty((C * KH * KW, N * OH * OW), dtype=weight.dtype)
+    kernels().conv2d_forward(x, weight, bias, out, cols, *stride, *padding, get_num_threads())
+    return out, _ConvCtx(x, weight, bias is not None, stride, padding, out.shape, cols)
 
 
 def conv2d_backward(grad_output, ctx):
@@ -154,7 +167,7 @@ def conv2d_backward(grad_output, ctx):
     x, weight = ctx.x, ctx.weight
     grad_input, grad_weight = np.empty_like(x), np.empty_like(weight)
     grad_bias = np.empty(weight.shape[0], weight.dtype) if ctx.has_bias else None
-    kernels().conv2d_backward(x, weight, g, grad_input, grad_weight, grad_bias,
+    kernels().conv2d_backward(x, weight, g, ctx.cols, grad_input, grad_weight, grad_bias,
                               *ctx.stride, *ctx.padding, get_num_threads())
     return grad_input, grad_weight, grad_bias
 

@@ -210,23 +210,25 @@ def col2im(const floating[:, :, :] cols,       # IN  (N, C*KH*KW, OH*OW), last a
                           kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, OH, OW)
 
 
-def conv2d_forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads):
+def conv2d_forward(x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads):
     """``out[n] = W2 @ im2col(x)[n] + bias``; compiled im2col, one BLAS GEMM per batch chunk.
 
     x (N, C, H, W) IN; weight (F, C, KH, KW) IN; bias (F,) IN or None; out (N, F, OH, OW)
-    OUT. Same contract as the NumPy twin.
+    OUT; cols None or (C*KH*KW, N*OH*OW) OUT, the columns kept for the backward pass.
+    Same contract as the NumPy twin.
     """
-    _twin.gemm_conv2d_forward(im2col, x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads)
+    _twin.gemm_conv2d_forward(im2col, x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads)
 
 
-def conv2d_backward(x, weight, grad_output, grad_input, grad_weight, grad_bias,
+def conv2d_backward(x, weight, grad_output, cols, grad_input, grad_weight, grad_bias,
                     stride_h, stride_w, pad_h, pad_w, n_threads):
-    """Gradients of conv2d_forward into grad_input, grad_weight, grad_bias (or None), all OUT.
+    """Gradients of conv2d_forward into grad_input, grad_weight, grad_bias (or None), all OUT;
+    cols: the forward's kept columns (IN) or None to recompute them.
 
     Same contract as the NumPy twin.
     """
-    _twin.gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, grad_input, grad_weight, grad_bias,
-                               stride_h, stride_w, pad_h, pad_w, n_threads)
+    _twin.gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, cols, grad_input, grad_weight,
+                               grad_bias, stride_h, stride_w, pad_h, pad_w, n_threads)
 
 
 def conv_transpose2d_forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads):

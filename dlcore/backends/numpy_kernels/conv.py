@@ -112,16 +112,18 @@ def col2im(cols, x, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, n_thre
     x[...] = xpad[:, :, pad_h:pad_h + H, pad_w:pad_w + W]
 
 
-def conv2d_forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads):
+def conv2d_forward(x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads):
     """``out[n] = W2 @ im2col(x)[n] + bias`` with ``W2 = weight.reshape(F, C*KH*KW)``.
 
     Parameters: x (N, C, H, W) IN; weight (F, C, KH, KW) IN; bias (F,) IN or None;
-    out (N, F, OH, OW) OUT; the rest as for :func:`im2col`. See :func:`gemm_conv2d_forward`.
+    out (N, F, OH, OW) OUT; cols None, or a C-contiguous (C*KH*KW, N*OH*OW) OUT that keeps
+    the columns for the backward pass (image n in columns n*L .. (n+1)*L); the rest as
+    for :func:`im2col`. See :func:`gemm_conv2d_forward`.
     """
-    gemm_conv2d_forward(im2col, x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads)
+    gemm_conv2d_forward(im2col, x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads)
 
 
-def conv2d_backward(x, weight, grad_output, grad_input, grad_weight, grad_bias,
+def conv2d_backward(x, weight, grad_output, cols, grad_input, grad_weight, grad_bias,
                     stride_h, stride_w, pad_h, pad_w, n_threads):
     """Gradients of :func:`conv2d_forward` given ``grad_output`` = dL/dout::
 
@@ -129,10 +131,11 @@ def conv2d_backward(x, weight, grad_output, grad_input, grad_weight, grad_bias,
         grad_input  = col2im(W2.T (K, F) @ grad_output[n] (F, L))
         grad_bias   = grad_output summed over n, oh, ow
 
+    cols is the forward's kept columns (IN) or None (then im2col runs again).
     grad_input (N, C, H, W), grad_weight (F, C, KH, KW) and grad_bias (F,) or None are
     OUT (overwritten). See :func:`gemm_conv2d_backward`.
     """
-    gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, grad_input, grad_weight, grad_bias,
+    gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, cols, grad_input, grad_weight, grad_bias,
                          stride_h, stride_w, pad_h, pad_w, n_threads)
 
 
@@ -182,29 +185,36 @@ def _sum_channels(a3, out):
     out[...] = a3.sum(axis=(0, 2), dtype=np.float64)
 
 
-def gemm_conv2d_forward(im2col, x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads):
+def _kept(cols, K, n0, n, L):
+    """Images n0 .. n0+n of kept (K, N*L) columns as a (K, n*L) matrix and its (n, K, L) view."""
+    mat = cols[:, n0 * L:(n0 + n) * L]
+    return mat, np.reshape(mat, (K, n, L), copy=False).transpose(1, 0, 2)
+
+
+def gemm_conv2d_forward(im2col, x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads):
     """conv2d forward for a chunk of images at a time: ``out = W2 @ cols + bias``."""
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     K, L = C * KH * KW, out.shape[2] * out.shape[3]
     w2, out3 = weight.reshape(F, K), out.reshape(N, F, L)
     nb = _chunk(N, (K + F) * L, x.dtype)
-    cols_buf, res_buf = np.empty(K * nb * L, x.dtype), np.empty(F * nb * L, x.dtype)
+    cols_buf = np.empty(K * nb * L, x.dtype) if cols is None else None
+    res_buf = np.empty(F * nb * L, x.dtype)
     for n0 in range(0, N, nb):
         n = min(nb, N - n0)
-        cols, cols3 = _as_nkl(cols_buf, K, n, L)
-        im2col(x[n0:n0 + n], cols3, KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        c, c3 = _as_nkl(cols_buf, K, n, L) if cols is None else _kept(cols, K, n0, n, L)
+        im2col(x[n0:n0 + n], c3, KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
         res, res3 = _as_nkl(res_buf, F, n, L)
-        np.matmul(w2, cols, out=res)
+        np.matmul(w2, c, out=res)
         if bias is None:
             out3[n0:n0 + n] = res3
         else:
             np.add(res3, bias[:, None], out=out3[n0:n0 + n])
 
 
-def gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, grad_input, grad_weight, grad_bias,
+def gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, cols, grad_input, grad_weight, grad_bias,
                          stride_h, stride_w, pad_h, pad_w, n_threads):
-    """conv2d backward, chunk by chunk: grad_weight += g @ cols.T, then cols <- W2.T @ g."""
+    """conv2d backward, chunk by chunk: grad_weight += g @ cols.T, then col2im(W2.T @ g)."""
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     K, L = C * KH * KW, grad_output.shape[2] * grad_output.shape[3]
@@ -216,13 +226,17 @@ def gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, grad_input, gra
     cols_buf, g_buf = np.empty(K * nb * L, x.dtype), np.empty(F * nb * L, x.dtype)
     for n0 in range(0, N, nb):
         n = min(nb, N - n0)
-        cols, cols3 = _as_nkl(cols_buf, K, n, L)
-        im2col(x[n0:n0 + n], cols3, KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        buf, buf3 = _as_nkl(cols_buf, K, n, L)
+        if cols is None:
+            c = buf
+            im2col(x[n0:n0 + n], buf3, KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        else:
+            c = _kept(cols, K, n0, n, L)[0]
         g, g3_view = _as_nkl(g_buf, F, n, L)
         g3_view[...] = g3[n0:n0 + n]
-        gw2 += g @ cols.T
-        np.matmul(w2.T, g, out=cols)  # cols is spent: reuse it for the column gradients
-        col2im(cols3, grad_input[n0:n0 + n], KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        gw2 += g @ c.T
+        np.matmul(w2.T, g, out=buf)  # the columns are spent: buf now holds their gradients
+        col2im(buf3, grad_input[n0:n0 + n], KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
 
 
 def gemm_conv_transpose2d_forward(col2im, x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads):
