@@ -10,12 +10,11 @@ thread count):
 
 * elementwise kernels: the flat array is cut into chunks of ``CHUNK`` elements and
   ``prange`` hands whole chunks to threads; each worker is a plain loop over one chunk.
-  The schedule is dynamic, not static: on a shared machine a woken worker thread often
-  starts late, and with a static split the team then waits for its half; with chunks
-  handed out on demand the first thread keeps going (measured on the loaded 2-core dev
-  box: relu forward of 1e7 float32 with 2 threads went from 12-25 ms with 'static' to
-  3-4 ms in most runs with 'dynamic', against 9 ms on one thread). Each chunk is
-  computed the same way whichever thread takes it, so results stay bitwise equal;
+  Static schedule: an A/B against 'dynamic' on the loaded dev machine showed no gain.
+  On an oversubscribed machine two threads can be slower than one (measured 2x for
+  relu forward+backward+sigmoid at 1e7): libgomp's default spin-wait at the closing
+  barrier takes CPU from the partner thread; OMP_WAIT_POLICY=PASSIVE removes that loss
+  (2 threads then equal 1 thread on that saturated box).
 * row-wise kernels (softmax, log_softmax, softmax_cross_entropy): ``prange`` over rows;
   one thread owns a row, so its max and sums are computed in one fixed order.
 
@@ -306,7 +305,7 @@ def relu_forward(const floating[::1] x,  # IN (n,)
     """
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _relu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -317,7 +316,7 @@ def relu_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * [output > 0]; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _relu_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
                       _chunk_len(c, n))
 
@@ -330,7 +329,7 @@ def leaky_relu_forward(const floating[::1] x,  # IN (n,)
     cdef intp_t n = x.shape[0], c
     cdef floating slope = <floating>negative_slope
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _leaky_fwd(&x[c * CHUNK], &out[c * CHUNK], slope, _chunk_len(c, n))
 
 
@@ -343,7 +342,7 @@ def leaky_relu_backward(const floating[::1] grad_output,  # IN (n,)
     cdef intp_t n = grad_output.shape[0], c
     cdef floating slope = <floating>negative_slope
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _leaky_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK], slope,
                        _chunk_len(c, n))
 
@@ -354,7 +353,7 @@ def sigmoid_forward(const floating[::1] x,  # IN (n,)
     """out = 1 / (1 + exp(-x)), overflow-free; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _sigmoid_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -365,7 +364,7 @@ def sigmoid_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * y * (1 - y). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _sigmoid_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
                          _chunk_len(c, n))
 
@@ -376,7 +375,7 @@ def tanh_forward(const floating[::1] x,  # IN (n,)
     """out = tanh(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _tanh_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -387,7 +386,7 @@ def tanh_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * (1 - y^2). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _tanh_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
                       _chunk_len(c, n))
 
@@ -398,7 +397,7 @@ def silu_forward(const floating[::1] x,  # IN (n,)
     """out = x * sigmoid(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
 
 
@@ -409,7 +408,7 @@ def silu_backward(const floating[::1] grad_output,  # IN (n,)
     """grad_input = grad_output * s * (1 + x * (1 - s)), s = sigmoid(x). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
     with nogil:
-        for c in prange(_n_chunks(n), schedule='dynamic', num_threads=_team(EXP_COST * n, n_threads)):
+        for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK],
                       _chunk_len(c, n))
 
