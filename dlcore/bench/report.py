@@ -490,7 +490,9 @@ def format_report(report):
     lines.append("")
 
     impls = report["impls"]
-    head = ["case"] + impls + ["cy/np", "cy/torch", "compiled rate", "of limit", "1thr/Nthr", "spread"]
+    scaling = "cython@1" in impls  # the thread column only when there is a second thread count
+    head = ["case"] + impls + ["cy/np", "cy/torch", "compiled rate", "of limit"] + (
+        ["1thr/Nthr"] if scaling else []) + ["spread"]
     rows = []
     group = None
     for c in report["cases"]:
@@ -509,9 +511,9 @@ def format_report(report):
             rate = frac = "-"
         spread = max((r.get("spread", 0) for r in c["impls"].values() if r.get("ok")), default=None)
         rows.append([c["name"]] + [_impl_cell(c, i) for i in impls] + [
-            _fmt_ratio(m.get("cython/numpy")), _fmt_ratio(m.get("cython/torch")), rate, frac,
-            _fmt_ratio(m.get("1thr/Nthr")) + ("x" if m.get("1thr/Nthr") else ""),
-            "-" if spread is None else f"{100 * spread:.0f}%"])
+            _fmt_ratio(m.get("cython/numpy")), _fmt_ratio(m.get("cython/torch")), rate, frac]
+            + ([_fmt_ratio(m.get("1thr/Nthr")) + ("x" if m.get("1thr/Nthr") else "")] if scaling else [])
+            + ["-" if spread is None else f"{100 * spread:.0f}%"])
     widths = [max(len(str(r[k])) for r in [head] + [r for r in rows if r]) for k in range(len(head))]
     widths[0] = min(widths[0], 56)
 
@@ -526,8 +528,10 @@ def format_report(report):
     lines.append("")
     lines.append("times are medians per call; cy/np and cy/torch are compiled time over the other "
                  "(< 1 means compiled is faster); 'compiled rate' is the compiled backend's GFLOP/s "
-                 "or GB/s (bytes that must move); '1thr/Nthr' is compiled one-thread time over "
-                 f"{h['threads']}-thread time; n/a = not available here.")
+                 "or GB/s (bytes that must move)"
+                 + (f"; '1thr/Nthr' is compiled one-thread time over {h['threads']}-thread time"
+                    if scaling else "")
+                 + "; spread = IQR/median of the repeats; n/a = not available here.")
     notes = sorted({f"{c['name']}: {r['note']}" for c in report["cases"]
                     for r in c["impls"].values() if r.get("note")})
     for n in notes:
