@@ -228,3 +228,21 @@ def test_measured_limits_are_positive_and_consistent():
     assert limits["gemm_gflops"] >= limits["gemm_gflops_median"] > 0
     assert limits["copy_gbs"] >= limits["copy_gbs_median"] > 0
     assert limits["bandwidth_gbs"] == max(limits["copy_gbs"], limits["update_gbs"])
+
+
+def test_benchmark_suite_collects_every_case_times_every_impl():
+    """``pytest benchmarks/ --benchmark-only`` collects case x implementation, no epoch."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "--collect-only", "-q",
+           "-p", "no:cacheprovider"]
+    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=dict(os.environ),
+                         timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ids = [line for line in out.stdout.splitlines() if "::test_" in line]
+    expected = len(bench_cases.all_cases(include_full_only=False)) * len(bench_cases.IMPLS)
+    assert len(ids) == expected
+    assert any("conv2d.fb.c64-torch" in i for i in ids) and not any("epoch" in i for i in ids)
