@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 from . import machine
-from .cases import IMPLS, all_cases, get_case
+from .cases import all_cases, get_case
 from .timing import LocalRunner, TorchWorker, Worker, WorkerRunner, time_case
 
 __all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "targets", "PlotUnavailable"]
@@ -630,5 +630,3 @@ def list_cases(quick=False, filter=None):
         lines.append(f"{c.key:<28} {c.name}" + (f"  [{', '.join(tags)}]" if tags else ""))
     return "\n".join(lines)
 
-
-IMPL_NAMES = IMPLS
