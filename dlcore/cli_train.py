@@ -54,7 +54,7 @@ def add_parser(subparsers):
     p.add_argument("--backend", default=None, help="'cython' (default when built) or 'numpy'")
     p.add_argument("--threads", type=int, default=None, help="OpenMP threads for the compiled kernels")
     p.add_argument("--blas-threads", type=int, default=None,
-                   help="BLAS threads during training (default: 1 on the compiled backend, see below)")
+                   help="BLAS threads during training (default: 1 on the compiled backend; see dlcore.train.blas_limit)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling (default 0)")
     p.add_argument("--test-size", type=float, default=0.25, help="held-out fraction for the digits (default 0.25)")
     p.add_argument("--save", metavar="PATH", default=None, help="save the trained model's state_dict with dlcore.save")
@@ -134,30 +134,12 @@ def _epoch_seconds(args, model_name, X, y, lr, batch_size, num_classes, backend)
     with dlcore.use_backend(backend):
         dlcore.manual_seed(args.seed)
         model = _build(model_name, X.shape[1:], num_classes)
-        trainer = Trainer(model, optimizer=_optimizer(args.optimizer, model.parameters(), lr), progress=False)
+        trainer = Trainer(model, optimizer=_optimizer(args.optimizer, model.parameters(), lr), progress=False,
+                          blas_threads=1 if backend != "numpy" else None)
         start = time.perf_counter()
         augment = RandomShift(2) if model_name in CONV_MODELS else None
         trainer.fit(X, y, epochs=1, batch_size=batch_size, seed=args.seed, transform=augment)
         return time.perf_counter() - start
-
-
-def _blas_limit(n):
-    """A context limiting BLAS (NumPy's GEMMs) to ``n`` threads, when threadpoolctl is installed.
-
-    The compiled kernels run their own OpenMP team; a BLAS pool of the same size next to it
-    oversubscribes the cores (STYLE.md pitfall 4). Measured on the shared 2-core machine,
-    LeNet-5 batches of 32 at 2 OpenMP threads took a median 0.57 s with the default BLAS
-    pool and 0.20 s with one BLAS thread (0.03 s at one OpenMP thread and one BLAS thread).
-    """
-    import contextlib
-
-    if n is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 def run(args):
@@ -193,6 +175,7 @@ def run(args):
     n_params = sum(p.size for p in model.parameters())
     backend = dlcore.get_backend()
     blas_threads = args.blas_threads if args.blas_threads is not None else (1 if backend != "numpy" else None)
+    # One BLAS thread next to the OpenMP kernels: see dlcore.train.blas_limit for the measurement.
     print(f"model {args.model} ({n_params:,} parameters) | data {data_name}: {len(X_tr)} train, "
           f"{len(X_te)} test | backend {backend}, {dlcore.get_num_threads()} thread(s) "
           f"(BLAS {blas_threads if blas_threads is not None else 'default'}) | "
@@ -201,11 +184,11 @@ def run(args):
     optimizer = _optimizer(args.optimizer, model.parameters(), lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     augment = RandomShift(2) if args.model in CONV_MODELS else None
-    trainer = Trainer(model, optimizer=optimizer, scheduler=scheduler, progress=not args.no_progress)
+    trainer = Trainer(model, optimizer=optimizer, scheduler=scheduler, progress=not args.no_progress,
+                      blas_threads=blas_threads)
     start = time.perf_counter()
-    with _blas_limit(blas_threads):
-        history = trainer.fit(X_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=args.seed,
-                              validation_data=(X_te, y_te), transform=augment)
+    history = trainer.fit(X_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=args.seed,
+                          validation_data=(X_te, y_te), transform=augment)
     total = time.perf_counter() - start
     epoch_times = history["time"]
 
@@ -221,8 +204,7 @@ def run(args):
         if backend == "numpy":
             print("--compare-numpy: already on the NumPy backend; nothing to compare")
         else:
-            with _blas_limit(blas_threads):
-                compiled = _epoch_seconds(args, args.model, X_tr, y_tr, lr, batch_size, num_classes, backend)
+            compiled = _epoch_seconds(args, args.model, X_tr, y_tr, lr, batch_size, num_classes, backend)
             numpy_s = _epoch_seconds(args, args.model, X_tr, y_tr, lr, batch_size, num_classes, "numpy")
             print(f"one epoch: {backend} {compiled:.2f} s, numpy {numpy_s:.2f} s -> "
                   f"speed-up x{numpy_s / compiled:.2f}")

@@ -41,6 +41,7 @@ __all__ = [
     "ModelCheckpoint",
     "TerminateOnNaN",
     "Trainer",
+    "blas_limit",
     "evaluate",
     "fit",
     "load_checkpoint",
@@ -391,6 +392,34 @@ def _is_weight(name, param):
     return param.ndim >= 2
 
 
+def blas_limit(n="auto"):
+    """A context manager limiting BLAS (NumPy's matrix products) to ``n`` threads.
+
+    ``"auto"`` means 1 while the compiled backend is active and no limit on the NumPy
+    backend. The compiled kernels run an OpenMP team whose threads keep spinning for a
+    while after each parallel loop; a BLAS thread pool of its own next to them
+    oversubscribes the cores (STYLE.md pitfall 4). Measured on the shared 2-core machine,
+    one training step of ``MLP([64, 256, 256, 10])`` on a batch of 32 took 0.226 s with
+    the default BLAS pool and 0.028 s with one BLAS thread (2 OpenMP threads; 0.127 s and
+    0.008 s at one OpenMP thread); a LeNet-5 step went from 0.57 s to 0.20 s. Needs
+    threadpoolctl; without it this does nothing. ``None`` also does nothing.
+    """
+    import contextlib
+
+    if n == "auto":
+        from .backends import get_backend
+
+        n = None if get_backend() == "numpy" else 1
+    if n is None:
+        return contextlib.nullcontext()
+    n = check_int(n, "blas_threads", 1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
 class Trainer:
     """Fits a :class:`dlcore.nn.Module` with a loss and an optimizer, batch by batch.
 
@@ -405,6 +434,8 @@ class Trainer:
         progress (bool): show a per-batch progress bar (tqdm if installed; plain otherwise)
             and a line per epoch.
         stream: where progress goes (default ``sys.stderr``).
+        blas_threads: BLAS threads while training/evaluating (see :func:`blas_limit`;
+            ``"auto"``: 1 on the compiled backend; None: leave BLAS alone).
 
     Accuracy is computed when it makes sense: class-index targets with ``(N, C)`` outputs
     (argmax), or a single-logit output with ``BCEWithLogitsLoss`` (threshold 0) /
@@ -418,7 +449,7 @@ class Trainer:
     """
 
     def __init__(self, model, loss_fn=None, optimizer=None, callbacks=(), scheduler=None,
-                 l1=0.0, l2=0.0, progress=True, stream=None):
+                 l1=0.0, l2=0.0, progress=True, stream=None, blas_threads="auto"):
         from . import nn, optim
 
         if not isinstance(model, nn.Module):
@@ -437,6 +468,7 @@ class Trainer:
         self.l2 = check_number(l2, "l2", 0.0)
         self.progress = bool(progress)
         self.stream = stream
+        self.blas_threads = blas_threads
         self.stop_training = False
         self.history = History()
 
@@ -503,6 +535,8 @@ class Trainer:
             shuffle (bool): new order each epoch. seed (int or None): the loader's seed.
             transform: augmentation applied to each training batch.
             progress (bool or None): override the Trainer's setting for this call.
+
+        The model is left in eval mode afterwards (``model.train()`` to continue by hand).
         """
         epochs = check_int(epochs, "epochs", 1)
         batch_size = check_int(batch_size, "batch_size", 1)
@@ -528,20 +562,24 @@ class Trainer:
         self.history = History()
         self._call("on_train_begin")
         try:
-            for epoch in range(1, epochs + 1):
-                logs = self._run_epoch(loader, epoch, epochs, validation_data, show)
-                if logs is None:        # stopped inside the epoch (TerminateOnNaN)
-                    break
-                self.history.append(epoch, logs)
-                self._call("on_epoch_end", epoch, logs)
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                if self.stop_training:
-                    break
+            with blas_limit(getattr(self, "blas_threads", "auto")):
+                self._epochs(loader, epochs, validation_data, show)
         finally:
             self.model.eval()
         self._call("on_train_end")
         return self.history
+
+    def _epochs(self, loader, epochs, validation_data, show):
+        for epoch in range(1, epochs + 1):
+            logs = self._run_epoch(loader, epoch, epochs, validation_data, show)
+            if logs is None:        # stopped inside the epoch (TerminateOnNaN)
+                break
+            self.history.append(epoch, logs)
+            self._call("on_epoch_end", epoch, logs)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            if self.stop_training:
+                break
 
     def _run_epoch(self, loader, epoch, epochs, validation_data, show):
         self.model.train()
@@ -595,14 +633,15 @@ class Trainer:
         self.model.eval()
         total, correct, has_acc = 0.0, 0, True
         try:
-            for xb, yb in DataLoader(X, y, batch_size=batch_size):
-                out = self.model(xb)
-                total += float(self.loss_fn(out, yb)) * len(xb)
-                c = self._correct(out, yb) if has_acc else None
-                if c is None:
-                    has_acc = False
-                else:
-                    correct += c
+            with blas_limit(getattr(self, "blas_threads", "auto")):
+                for xb, yb in DataLoader(X, y, batch_size=batch_size):
+                    out = self.model(xb)
+                    total += float(self.loss_fn(out, yb)) * len(xb)
+                    c = self._correct(out, yb) if has_acc else None
+                    if c is None:
+                        has_acc = False
+                    else:
+                        correct += c
         finally:
             self.model.train(was_training)
         result = {"loss": total / max(len(X), 1)}
@@ -626,7 +665,8 @@ def predict(model, X, batch_size=256):
     was_training = model.training
     model.eval()
     try:
-        outs = [np.asarray(model(xb)) for xb in DataLoader(X, batch_size=batch_size)]
+        with blas_limit("auto"):
+            outs = [np.asarray(model(xb)) for xb in DataLoader(X, batch_size=batch_size)]
     finally:
         model.train(was_training)
     return np.concatenate(outs, axis=0) if outs else np.empty((0,))

@@ -50,6 +50,7 @@ for name, kwargs, epochs in (("linear AE", dict(activation=None, out_activation=
         cosines = np.linalg.svd(V.T @ Q, compute_uv=False)
         angles = np.degrees(np.arccos(np.clip(cosines, -1, 1)))
         print(f"{'':16s}  principal angles to the PCA subspace (degrees): {np.round(angles, 1)}")
+        print(f"{'':16s}  (the direction of least variance is learned last: its gradient is the smallest)")
         W = ae.decoder[0].weight.data
         print(f"{'':16s}  decoder columns orthonormal? max |W^T W - I| = "
               f"{np.abs(W.T @ W - np.eye(k)).max():.3f} (PCA's are; the AE's need not be)")
