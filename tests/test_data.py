@@ -334,3 +334,11 @@ def test_flip_crop_shift_semantics(rng):
         RandomCrop(9)(X)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\), got shape \(5, 5\)"):
         RandomShift(1)(X[0, 0])
+
+
+def test_load_digits_without_sklearn_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    with pytest.raises(ImportError, match="pip install scikit-learn"):
+        load_digits()
