@@ -19,6 +19,8 @@ C-contiguous one: the GEMM drivers at the bottom of this file (shared with the c
 backend) pass a *transposed view* of a (K, n*L) buffer, so that a chunk of n images becomes
 one big matrix product ``W2 (F, K) @ cols (K, n*L)`` instead of n small ones.
 """
+import os
+
 import numpy as np
 
 __all__ = [
@@ -167,6 +169,21 @@ def conv_transpose2d_backward(x, weight, grad_output, grad_input, grad_weight, g
 # along the second axis -- handed to im2col/col2im as the (n, K, L) view ``cols3`` below,
 # so one GEMM covers a whole chunk of the batch.
 
+# Threads for the im2col/col2im calls *between* GEMMs. GNU OpenMP's workers spin for a
+# while after each parallel region (unless OMP_WAIT_POLICY=PASSIVE), right when OpenBLAS
+# starts its own threads for the next GEMM: the two pools then fight for the cores.
+# Measured on a 2-core VM: conv2d forward+backward (32x64x32x32, 3x3) ~800 ms with
+# 2 OpenMP threads and spinning workers, ~100 ms with 1 thread or passive workers. So
+# the copies run on one thread unless the workers are known to sleep; results are
+# bitwise the same either way. (Standalone im2col/col2im, with no GEMM, always honour
+# n_threads.)
+_OMP_PASSIVE = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def _copy_threads(n_threads):
+    return n_threads if _OMP_PASSIVE else 1
+
+
 def _chunk(N, elems_per_image, dtype):
     """Images per chunk: scratch within CHUNK_BYTES (and WORKSPACE_BYTES), at least one image."""
     per_image = max(1, elems_per_image * np.dtype(dtype).itemsize)
@@ -193,6 +210,7 @@ def _kept(cols, K, n0, n, L):
 
 def gemm_conv2d_forward(im2col, x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads):
     """conv2d forward for a chunk of images at a time: ``out = W2 @ cols + bias``."""
+    nt = _copy_threads(n_threads)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     K, L = C * KH * KW, out.shape[2] * out.shape[3]
@@ -203,7 +221,7 @@ def gemm_conv2d_forward(im2col, x, weight, bias, out, cols, stride_h, stride_w, 
     for n0 in range(0, N, nb):
         n = min(nb, N - n0)
         c, c3 = _as_nkl(cols_buf, K, n, L) if cols is None else _kept(cols, K, n0, n, L)
-        im2col(x[n0:n0 + n], c3, KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        im2col(x[n0:n0 + n], c3, KH, KW, stride_h, stride_w, pad_h, pad_w, nt)
         res, res3 = _as_nkl(res_buf, F, n, L)
         np.matmul(w2, c, out=res)
         if bias is None:
@@ -215,6 +233,7 @@ def gemm_conv2d_forward(im2col, x, weight, bias, out, cols, stride_h, stride_w, 
 def gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, cols, grad_input, grad_weight, grad_bias,
                          stride_h, stride_w, pad_h, pad_w, n_threads):
     """conv2d backward, chunk by chunk: grad_weight += g @ cols.T, then col2im(W2.T @ g)."""
+    nt = _copy_threads(n_threads)
     N, C, H, W = x.shape
     F, _, KH, KW = weight.shape
     K, L = C * KH * KW, grad_output.shape[2] * grad_output.shape[3]
@@ -229,18 +248,19 @@ def gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, cols, grad_inpu
         buf, buf3 = _as_nkl(cols_buf, K, n, L)
         if cols is None:
             c = buf
-            im2col(x[n0:n0 + n], buf3, KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+            im2col(x[n0:n0 + n], buf3, KH, KW, stride_h, stride_w, pad_h, pad_w, nt)
         else:
             c = _kept(cols, K, n0, n, L)[0]
         g, g3_view = _as_nkl(g_buf, F, n, L)
         g3_view[...] = g3[n0:n0 + n]
         gw2 += g @ c.T
         np.matmul(w2.T, g, out=buf)  # the columns are spent: buf now holds their gradients
-        col2im(buf3, grad_input[n0:n0 + n], KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        col2im(buf3, grad_input[n0:n0 + n], KH, KW, stride_h, stride_w, pad_h, pad_w, nt)
 
 
 def gemm_conv_transpose2d_forward(col2im, x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads):
     """conv_transpose2d forward, chunk by chunk: cols = W2.T @ x, out = col2im(cols) + bias."""
+    nt = _copy_threads(n_threads)
     N, C_in, H, W = x.shape
     _, C_out, KH, KW = weight.shape
     K, L = C_out * KH * KW, H * W
@@ -253,7 +273,7 @@ def gemm_conv_transpose2d_forward(col2im, x, weight, bias, out, stride_h, stride
         xt3[...] = x3[n0:n0 + n]
         cols, cols3 = _as_nkl(cols_buf, K, n, L)
         np.matmul(w2.T, xt, out=cols)
-        col2im(cols3, out[n0:n0 + n], KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        col2im(cols3, out[n0:n0 + n], KH, KW, stride_h, stride_w, pad_h, pad_w, nt)
     if bias is not None:
         out += bias[:, None, None]
 
@@ -262,6 +282,7 @@ def gemm_conv_transpose2d_backward(im2col, x, weight, grad_output, grad_input, g
                                    stride_h, stride_w, pad_h, pad_w, n_threads):
     """conv_transpose2d backward, chunk by chunk: cols = im2col(g), grad_weight += x @ cols.T,
     grad_input = W2 @ cols."""
+    nt = _copy_threads(n_threads)
     N, C_in, H, W = x.shape
     _, C_out, KH, KW = weight.shape
     K, L = C_out * KH * KW, H * W
@@ -275,7 +296,7 @@ def gemm_conv_transpose2d_backward(im2col, x, weight, grad_output, grad_input, g
     for n0 in range(0, N, nb):
         n = min(nb, N - n0)
         cols, cols3 = _as_nkl(cols_buf, K, n, L)
-        im2col(grad_output[n0:n0 + n], cols3, KH, KW, stride_h, stride_w, pad_h, pad_w, n_threads)
+        im2col(grad_output[n0:n0 + n], cols3, KH, KW, stride_h, stride_w, pad_h, pad_w, nt)
         xt, xt3 = _as_nkl(xt_buf, C_in, n, L)
         xt3[...] = x3[n0:n0 + n]
         gw2 += xt @ cols.T
