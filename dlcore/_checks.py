@@ -34,7 +34,7 @@ def as_floating(x, name, dtype=None):
     if x.dtype.kind != "f":
         raise TypeError(f"{name} must have a floating dtype (float32 or float64), got dtype {x.dtype}")
     target = np.dtype(dtype) if dtype is not None else (x.dtype if x.dtype in FLOAT_DTYPES else np.dtype(np.float32))
-    return np.ascontiguousarray(x, dtype=target)
+    return np.ascontiguousarray(x, dtype=target).reshape(x.shape)  # keeps 0-d input 0-d
 
 
 def as_int_labels(y, name, num_classes=None, shape=None):
