@@ -237,9 +237,12 @@ def test_benchmark_suite_collects_every_case_times_every_impl():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "pytest", "benchmarks", "--benchmark-only", "--collect-only", "-q",
+    cmd = [sys.executable, "-m", "pytest", str(root / "benchmarks"), "--benchmark-only", "--collect-only", "-q",
            "-p", "no:cacheprovider"]
-    out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=dict(os.environ),
+    # cwd beside the imported dlcore: `-m` puts the cwd first on sys.path, and the source
+    # tree's dlcore has no compiled kernels when the package was pip-installed.
+    package_parent = Path(bench_cases.__file__).resolve().parents[2]
+    out = subprocess.run(cmd, cwd=package_parent, capture_output=True, text=True, env=dict(os.environ),
                          timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     ids = [line for line in out.stdout.splitlines() if "::test_" in line]

@@ -24,6 +24,9 @@ import numpy as np
 
 from .cases import Unavailable, to_numpy
 
+# The folder holding the imported dlcore package (site-packages when installed).
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 __all__ = ["LocalRunner", "Worker", "WorkerRunner", "TorchWorker", "time_case", "impl_settings"]
 
 # A sample lasts at least this long (many calls for a tiny case), so timer resolution and
@@ -180,6 +183,9 @@ class Worker:
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            # `-m` puts the cwd first on sys.path: run beside the dlcore this process
+            # imported, never in a source tree whose package has no compiled kernels.
+            cwd=_PACKAGE_PARENT,
         )
         self.impl = impl
         self.info = self.request({"cmd": "hello"})
