@@ -105,7 +105,13 @@ def _load_cython():
     try:
         from . import cython_kernels
     except ImportError as exc:  # no compiler at install time, a broken build, ...
-        return None, f"{type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}"
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if os.path.exists(os.path.join(os.path.dirname(package_root), "src", "dlcore", "conv.pyx")):
+            reason += (f"; dlcore was imported from its source tree ({package_root}), where the "
+                       "extensions are not built: run from another folder, or build in place with "
+                       "pip install -e .")
+        return None, reason
     missing = [k for k in KERNEL_NAMES if not hasattr(cython_kernels, k)]
     if missing:
         if os.environ.get("DLCORE_PARTIAL_BACKEND") != "1":
