@@ -5,8 +5,8 @@ Build policy (all from the environment, so CI and users can steer it):
 * OpenMP is probed by compiling, linking and running a tiny C program. When the probe
   fails the build warns and continues serial; ``DLCORE_NO_OPENMP=1`` forces serial and
   ``DLCORE_FAIL_NO_OPENMP=1`` turns a failed probe into an error (CI uses it).
-* Flags are safe ones: ``-O3`` and ``-g0``. Never ``-ffast-math`` (it breaks NaN/Inf and
-  sets flush-to-zero for the whole process) and never ``-march=native`` (SIGILL on
+* Flags are safe ones: ``-O3`` and ``-g0``. Never fast-math (it breaks NaN/Inf and
+  sets flush-to-zero for the whole process) and never march=native (SIGILL on
   another CPU). ``DLCORE_DEBUG_SYMBOLS=1`` keeps ``-g``.
 * ``DLCORE_CYTHON_DEBUG=1`` turns bounds and wraparound checks back on.
 * ``DLCORE_ONLY=stem1,stem2`` builds a subset (handy while developing one kernel).

@@ -24,7 +24,7 @@ rather than libm's expf/tanhf, which are one call per element and keep gcc from
 vectorizing; the float32 loops of sigmoid, tanh and silu are also compiled for AVX2
 and picked at load time (see DLCORE_MULTIVERSION). float64 uses libm throughout.
 
-Vectorization: gcc keeps -ftrapping-math by default (we never pass -ffast-math), so it
+Vectorization: gcc keeps -ftrapping-math by default (we never enable fast-math), so it
 will not if-convert a branch that holds a float operation, and it sinks an operation
 used by one arm of a select into that arm. So every select below picks between plain
 values (loaded or constant) and arithmetic comes after it: leaky_relu is
@@ -162,7 +162,7 @@ cdef extern from *:
     /* The float32 loops of the exp-based activations, compiled twice by gcc's target_clones:
        for AVX2 (8 floats per instruction) and for baseline x86-64 (SSE2, 4 floats); the
        dynamic linker picks one once, by the CPU (an ifunc), so no binary ever executes an
-       instruction its CPU lacks (unlike -march=native). Same operations in both and no FMA
+       instruction its CPU lacks (unlike building for the native CPU). Same operations in both and no FMA
        (not enabled by "avx2"), so both give bitwise the same results. Other compilers and
        platforms get one baseline version. */
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
