@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 import dlcore
 import dlcore.functional as F
 from dlcore import backends
-from conftest import assert_close, requires_torch, torch
+from conftest import assert_close, numeric_grad, requires_torch, torch
 
 HAS_CYTHON = "cython" in dlcore.available_backends()
 requires_cython = pytest.mark.skipif(not HAS_CYTHON, reason="compiled backend not built")
@@ -237,18 +237,6 @@ def test_shapes_along_dim(backend):
 
 # ---- finite differences (float64) ---------------------------------------------------------------
 
-def _numeric_grad(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        hi = f(x)
-        x[i] = old - eps
-        lo = f(x)
-        x[i] = old
-        grad[i] = (hi - lo) / (2 * eps)
-    return grad
-
 
 @pytest.mark.parametrize("op", ELEMENTWISE)
 def test_finite_differences_elementwise(op, backend, rng):
@@ -257,7 +245,7 @@ def test_finite_differences_elementwise(op, backend, rng):
     g = rng.standard_normal(x.shape)
     _, ctx = _fwd(op, x, *_args(op))
     analytic = _bwd(op, g, ctx)
-    numeric = _numeric_grad(lambda v: float((_fwd(op, v, *_args(op))[0] * g).sum()), x.copy())
+    numeric = numeric_grad(lambda v: float((_fwd(op, v, *_args(op))[0] * g).sum()), x.copy())
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 
@@ -268,7 +256,7 @@ def test_finite_differences_along_dim(op, dim, backend, rng):
     g = rng.standard_normal(x.shape)
     _, ctx = _fwd(op, x, dim)
     analytic = _bwd(op, g, ctx)
-    numeric = _numeric_grad(lambda v: float((_fwd(op, v, dim)[0] * g).sum()), x.copy())
+    numeric = numeric_grad(lambda v: float((_fwd(op, v, dim)[0] * g).sum()), x.copy())
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dlcore.functional as F
-from conftest import assert_close, requires_torch, torch
+from conftest import assert_close, numeric_grad, requires_torch, torch
 
 REDUCTIONS = ["mean", "sum", "none"]
 LOSSES = ["mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
@@ -110,18 +110,6 @@ def test_functional_equals_forward(backend, rng):
 
 # ---- finite differences (float64) ---------------------------------------------------------------
 
-def _numeric_grad(f, x, eps=1e-6):
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        hi = f(x)
-        x[i] = old - eps
-        lo = f(x)
-        x[i] = old
-        grad[i] = (hi - lo) / (2 * eps)
-    return grad
-
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("loss,kw", CASES, ids=CASE_IDS)
@@ -139,7 +127,7 @@ def test_finite_differences(loss, kw, reduction, backend, rng):
         out = _call(loss, v, t, reduction, **kw)[0]
         return float(np.sum(np.asarray(out) * g))
 
-    np.testing.assert_allclose(analytic, _numeric_grad(scalar, x.copy()), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(analytic, numeric_grad(scalar, x.copy()), rtol=1e-6, atol=1e-8)
 
 
 # ---- torch oracle ---------------------------------------------------------------------------------

@@ -16,19 +16,8 @@ from dlcore import functional as F
 from dlcore import nn
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Layer tests run the kernels with one thread: thread-count invariance is the kernel
-    tests' subject, and on a loaded machine each 2-thread OpenMP region on these tiny
-    arrays costs ~10x more (measured: 8.7 ms vs 0.67 ms per small Conv2d forward)."""
-    previous = dlcore.get_num_threads(), torch.get_num_threads() if torch is not None else None
-    dlcore.set_num_threads(1)
-    if torch is not None:
-        torch.set_num_threads(1)
-    yield
-    dlcore.set_num_threads(previous[0])
-    if torch is not None:
-        torch.set_num_threads(previous[1])
+# One thread for layer tests (see conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- finite differences ------------------------------------------------------------------------
