@@ -54,7 +54,7 @@ def add_parser(subparsers):
     p.add_argument("--backend", default=None, help="'cython' (default when built) or 'numpy'")
     p.add_argument("--threads", type=int, default=None, help="OpenMP threads for the compiled kernels")
     p.add_argument("--blas-threads", type=int, default=None,
-                   help="BLAS threads during training (default: 1 on the compiled backend; see dlcore.train.blas_limit)")
+                   help="BLAS threads during training (default: BLAS's own; see dlcore.train.blas_limit)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling (default 0)")
     p.add_argument("--test-size", type=float, default=0.25, help="held-out fraction for the digits (default 0.25)")
     p.add_argument("--save", metavar="PATH", default=None, help="save the trained model's state_dict with dlcore.save")
@@ -134,8 +134,7 @@ def _epoch_seconds(args, model_name, X, y, lr, batch_size, num_classes, backend)
     with dlcore.use_backend(backend):
         dlcore.manual_seed(args.seed)
         model = _build(model_name, X.shape[1:], num_classes)
-        trainer = Trainer(model, optimizer=_optimizer(args.optimizer, model.parameters(), lr), progress=False,
-                          blas_threads=1 if backend != "numpy" else None)
+        trainer = Trainer(model, optimizer=_optimizer(args.optimizer, model.parameters(), lr), progress=False)
         start = time.perf_counter()
         augment = RandomShift(2) if model_name in CONV_MODELS else None
         trainer.fit(X, y, epochs=1, batch_size=batch_size, seed=args.seed, transform=augment)
@@ -149,7 +148,7 @@ def run(args):
     from . import optim
     from .data import RandomShift
     from .metrics import accuracy_score, confusion_matrix
-    from .train import Trainer
+    from .train import Trainer, resolve_blas_threads
 
     try:
         if args.backend is not None:
@@ -174,8 +173,7 @@ def run(args):
     model = _build(args.model, X_tr.shape[1:], num_classes)
     n_params = sum(p.size for p in model.parameters())
     backend = dlcore.get_backend()
-    blas_threads = args.blas_threads if args.blas_threads is not None else (1 if backend != "numpy" else None)
-    # One BLAS thread next to the OpenMP kernels: see dlcore.train.blas_limit for the measurement.
+    blas_threads = resolve_blas_threads(args.blas_threads if args.blas_threads is not None else "auto")
     print(f"model {args.model} ({n_params:,} parameters) | data {data_name}: {len(X_tr)} train, "
           f"{len(X_te)} test | backend {backend}, {dlcore.get_num_threads()} thread(s) "
           f"(BLAS {blas_threads if blas_threads is not None else 'default'}) | "

@@ -46,6 +46,7 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "predict",
+    "resolve_blas_threads",
 ]
 
 
@@ -392,24 +393,30 @@ def _is_weight(name, param):
     return param.ndim >= 2
 
 
+def resolve_blas_threads(n="auto"):
+    """What ``blas_limit(n)`` applies: an int, or None for no limit (see :func:`blas_limit`)."""
+    if n == "auto":
+        from .backends import OPENMP_WORKERS_SLEEP, get_backend
+
+        return None if get_backend() == "numpy" or OPENMP_WORKERS_SLEEP else 1
+    return n
+
+
 def blas_limit(n="auto"):
     """A context manager limiting BLAS (NumPy's matrix products) to ``n`` threads.
 
-    ``"auto"`` means 1 while the compiled backend is active and no limit on the NumPy
-    backend. The compiled kernels run an OpenMP team whose threads keep spinning for a
-    while after each parallel loop; a BLAS thread pool of its own next to them
-    oversubscribes the cores (STYLE.md pitfall 4). Measured on the shared 2-core machine,
-    one training step of ``MLP([64, 256, 256, 10])`` on a batch of 32 took 0.226 s with
-    the default BLAS pool and 0.028 s with one BLAS thread (2 OpenMP threads; 0.127 s and
-    0.008 s at one OpenMP thread); a LeNet-5 step went from 0.57 s to 0.20 s. Needs
-    threadpoolctl; without it this does nothing. ``None`` also does nothing.
+    ``"auto"`` means no limit, except on the compiled backend when the user made OpenMP's
+    workers spin (``OMP_WAIT_POLICY=ACTIVE``; dlcore sets PASSIVE otherwise): spinning
+    workers next to a BLAS pool oversubscribe the cores (STYLE.md pitfall 4). Measured on
+    the shared 2-core machine with spinning workers, one training step of
+    ``MLP([64, 256, 256, 10])`` on a batch of 32 took 0.226 s with the default BLAS pool
+    and 0.028 s with one BLAS thread; a LeNet-5 step 0.57 s and 0.20 s. With sleeping
+    workers the default pool is faster (LeNet-5 on digits: 0.30 s per epoch vs 0.36 s).
+    Needs threadpoolctl; without it this does nothing. ``None`` also does nothing.
     """
     import contextlib
 
-    if n == "auto":
-        from .backends import get_backend
-
-        n = None if get_backend() == "numpy" else 1
+    n = resolve_blas_threads(n)
     if n is None:
         return contextlib.nullcontext()
     n = check_int(n, "blas_threads", 1)

@@ -181,7 +181,7 @@ def test_compiled_equals_twin_hypothesis(case, f32, seed):
 @pytest.mark.parametrize("case", [EDGE_CASES[3], EDGE_CASES[5], (4, 8, 12, 12, 8, 3, 3, 1, 1)])
 @pytest.mark.parametrize("passive", [False, True])
 def test_threads_bitwise_equal(case, passive, rng, monkeypatch):
-    monkeypatch.setattr(twin, "_OMP_PASSIVE", passive)  # True: conv's own im2col/col2im go parallel too
+    monkeypatch.setattr(dlcore.backends, "OPENMP_WORKERS_SLEEP", passive)  # True: conv's own im2col/col2im go parallel too
     N, C, H, W, Fo, KH, KW, stride, padding = case
     x, w, b = _rand(rng, (N, C, H, W), np.float32), _rand(rng, (Fo, C, KH, KW), np.float32), _rand(rng, (Fo,), np.float32)
     g = _rand(rng, F.conv2d(x, w, b, stride, padding).shape, np.float32)

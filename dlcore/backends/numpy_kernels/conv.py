@@ -19,7 +19,6 @@ C-contiguous one: the GEMM drivers at the bottom of this file (shared with the c
 backend) pass a *transposed view* of a (K, n*L) buffer, so that a chunk of n images becomes
 one big matrix product ``W2 (F, K) @ cols (K, n*L)`` instead of n small ones.
 """
-import os
 
 import numpy as np
 
@@ -177,11 +176,10 @@ def conv_transpose2d_backward(x, weight, grad_output, grad_input, grad_weight, g
 # the copies run on one thread unless the workers are known to sleep; results are
 # bitwise the same either way. (Standalone im2col/col2im, with no GEMM, always honour
 # n_threads.)
-_OMP_PASSIVE = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
-
-
 def _copy_threads(n_threads):
-    return n_threads if _OMP_PASSIVE else 1
+    from .. import OPENMP_WORKERS_SLEEP  # dlcore sets PASSIVE unless the user chose otherwise
+
+    return n_threads if OPENMP_WORKERS_SLEEP else 1
 
 
 def _chunk(N, elems_per_image, dtype):
