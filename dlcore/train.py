@@ -396,9 +396,7 @@ def _is_weight(name, param):
 def resolve_blas_threads(n="auto"):
     """What ``blas_limit(n)`` applies: an int, or None for no limit (see :func:`blas_limit`)."""
     if n == "auto":
-        from .backends import OPENMP_WORKERS_SLEEP, get_backend
-
-        return None if get_backend() == "numpy" or OPENMP_WORKERS_SLEEP else 1
+        return None  # the compiled conv holds its own BLAS calls to one thread per OpenMP thread
     return n
 
 
