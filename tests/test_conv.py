@@ -227,6 +227,32 @@ def test_threads_bitwise_equal(case, tile_bytes, rng, monkeypatch):
 
 
 @requires_compiled
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation, bias", [
+    ((9, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, True),       # LeNet conv1
+    ((9, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, True),      # LeNet conv2
+    ((3, 2, 11, 37), (5, 2, 3, 4), (2, 1), (1, 3), (2, 1), False),  # tails, row stride, dilation
+    ((2, 3, 5, 3), (7, 3, 3, 3), (1, 1), 2, (1, 2), True),          # output wider than the image
+])
+@pytest.mark.parametrize("avx2", [True, False])
+def test_direct_forward_equals_gemm_path(xs, ws, stride, padding, dilation, bias, avx2, rng, monkeypatch):
+    """Few input channels take the direct loops (float32); they agree with im2col + GEMM."""
+    from dlcore.backends.cython_kernels import conv as compiled
+
+    x, w = _rand(rng, xs, np.float32), _rand(rng, ws, np.float32)
+    b = _rand(rng, ws[:1], np.float32) if bias else None
+    assert ws[1] * ws[2] * ws[3] <= compiled.DIRECT_MAX_K
+    with dlcore.use_backend("cython"):
+        try:
+            compiled._direct_isa(avx2)
+            direct = F.conv2d(x, w, b, stride, padding, dilation)
+        finally:
+            compiled._direct_isa(True)
+        monkeypatch.setattr(compiled, "DIRECT_MAX_K", 0)
+        gemm = F.conv2d(x, w, b, stride, padding, dilation)
+    assert_close(direct, gemm, np.float32, scale=10)
+
+
+@requires_compiled
 def test_kernel_signatures_match():
     import inspect
 
