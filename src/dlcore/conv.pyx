@@ -613,16 +613,30 @@ def _direct_weights(weight, intp_t FB):
     return np.ascontiguousarray(packed.reshape((FB, 4) + tuple(weight.shape[1:])).transpose(0, 2, 3, 4, 1))
 
 
+cdef void _add_bias(floating* out, intp_t N, intp_t C, intp_t plane, const floating* bias) noexcept nogil:
+    cdef intp_t n, c, i
+    cdef floating* d
+    for n in range(N):
+        for c in range(C):
+            d = out + (n * C + c) * plane
+            for i in range(plane):
+                d[i] += bias[c]
+
+
 cdef void _conv2d_forward_tile(const floating* x, const floating* w2, const floating* bias,
                                floating* out, floating* cols, floating* res, intp_t t,
                                const Conv* p, const Window* win) noexcept nogil:
     cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
     cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G
+    cdef floating* dst = out + n0 * p.F * p.L if nt == 1 else res   # one image: out[n] is the matrix
     _im2col_tile(x + n0 * p.C * win.H * win.W, nt, p.C, cols, win)
-    for g in range(p.G):   # res[g's rows] = W2[g's rows] @ cols[g's rows]
+    for g in range(p.G):   # dst[g's rows] = W2[g's rows] @ cols[g's rows]
         _gemm(False, False, Fg, M, Kg, w2 + g * Fg * Kg, Kg, cols + g * Kg * M, M,
-              0, res + g * Fg * M, M)
-    _rows_to_images(res, nt, p.F, p.L, bias if p.has_bias else NULL, out + n0 * p.F * p.L)
+              0, dst + g * Fg * M, M)
+    if nt > 1:
+        _rows_to_images(res, nt, p.F, p.L, bias if p.has_bias else NULL, out + n0 * p.F * p.L)
+    elif p.has_bias:
+        _add_bias(dst, 1, p.F, p.L, bias)
 
 
 def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
@@ -685,7 +699,10 @@ cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const flo
     cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
     cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G, plane = win.H * win.W
     _im2col_tile(x + n0 * p.C * plane, nt, p.C, cols, win)
-    _images_to_rows(gout + n0 * p.F * p.L, nt, p.F, p.L, gt)
+    if nt == 1:   # one image: its upstream gradient already is the (F, L) matrix g_t
+        gt = <floating*> gout + n0 * p.F * p.L
+    else:
+        _images_to_rows(gout + n0 * p.F * p.L, nt, p.F, p.L, gt)
     if p.has_bias:
         _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
     for g in range(p.G):   # this tile's dL/dW2 = g_t @ cols.T
@@ -803,16 +820,6 @@ cdef void _conv_transpose2d_forward_tile(const floating* x, const floating* w2, 
         _gemm(True, False, Kg, M, Fg, w2 + g * Fg * Kg, Kg, xt + g * Fg * M, M,
               0, cols + g * Kg * M, M)
     _col2im_tile(cols, nt, p.C, out + n0 * p.C * win.H * win.W, win)
-
-
-cdef void _add_bias(floating* out, intp_t N, intp_t C, intp_t plane, const floating* bias) noexcept nogil:
-    cdef intp_t n, c, i
-    cdef floating* d
-    for n in range(N):
-        for c in range(C):
-            d = out + (n * C + c) * plane
-            for i in range(plane):
-                d[i] += bias[c]
 
 
 def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
