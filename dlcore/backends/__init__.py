@@ -222,3 +222,7 @@ def set_num_threads(n):
 def get_num_threads():
     """Threads the compiled kernels will use (DLCORE_NUM_THREADS, else OMP_NUM_THREADS, else the cores)."""
     return _num_threads
+
+
+# ---- bring your own kernel (dlcore/backends/user.py) --------------------------------------
+from .user import register_backend, unregister_backend, user_backends  # noqa: E402,F401
