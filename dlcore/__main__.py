@@ -27,6 +27,8 @@ def main(argv=None):
         add_bench(sub)
     except ImportError:
         pass
+    from .verify import add_parser as add_verify
+    add_verify(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
