@@ -47,3 +47,6 @@ from .compare import compare_with_torch  # noqa: E402
 from . import export  # noqa: E402
 
 __all__ += ["compare_with_torch", "export"]
+from .profiling import profile  # noqa: E402
+
+__all__ += ["profile"]
