@@ -28,7 +28,9 @@ def main(argv=None):
     except ImportError:
         pass
     from .verify import add_parser as add_verify
+    from .doctor import add_parser as add_doctor
     add_verify(sub)
+    add_doctor(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
