@@ -41,8 +41,9 @@ _RATES = {}
 def machine_rates(dtype=np.float32):
     """``(GEMM GFLOP/s, copy GB/s)`` of this machine for ``dtype``, measured once and cached.
 
-    GEMM: best of 5 ``a @ b`` with 512x512 matrices (NumPy's BLAS with its own threads).
-    Bandwidth: best of 5 ``np.copyto`` of 32 MiB, counting the bytes read and written.
+    GEMM: best of 20 ``a @ b`` with 512x512 matrices (NumPy's BLAS with its own threads).
+    Bandwidth: best of 10 ``np.copyto`` of 32 MiB, counting the bytes read and written.
+    (Best-of, because on a shared machine any single run may be slowed by other processes.)
     """
     dtype = np.dtype(dtype)
     if dtype not in _RATES:
@@ -50,11 +51,11 @@ def machine_rates(dtype=np.float32):
         n = 512
         a, b = rng.random((n, n)).astype(dtype), rng.random((n, n)).astype(dtype)
         c = a @ b
-        best = min(_timed(lambda: np.matmul(a, b, out=c)) for _ in range(5))
+        best = min(_timed(lambda: np.matmul(a, b, out=c)) for _ in range(20))
         src = np.ones(32 * 2**20 // dtype.itemsize, dtype)
         dst = np.empty_like(src)
         np.copyto(dst, src)
-        copy = min(_timed(lambda: np.copyto(dst, src)) for _ in range(5))
+        copy = min(_timed(lambda: np.copyto(dst, src)) for _ in range(10))
         _RATES[dtype] = (2 * n**3 / best / 1e9, 2 * src.nbytes / copy / 1e9)
     return _RATES[dtype]
 
@@ -164,7 +165,7 @@ class ProfileReport:
 
     def __str__(self):
         w = max([len(r["layer"]) for r in self.rows] + [5])
-        lines = [f"dlcore.profile: backend {self.backend!r}, {self.n_threads} threads; machine: GEMM "
+        lines = [f"dlcore.profile: backend {self.backend!r}, {self.n_threads} thread(s); machine: GEMM "
                  f"{self.gemm_gflops:.1f} GFLOP/s, copy {self.bandwidth_gbs:.1f} GB/s",
                  f"{'layer':<{w}}  {'type':<15} {'output':<16} {'fwd ms':>7} {'bwd ms':>7} {'MFLOP':>8} "
                  f"{'GFLOP/s':>8} {'MB':>7} {'GB/s':>6} {'of peak':>7}  backend"]

@@ -411,7 +411,7 @@ def _reference(name, case, dtype, n_threads, torch=None):
     return _reference_cache[key]
 
 
-def _kernel_times(backend_name, kernel, scenarios, repeat=3):
+def _kernel_times(backend_name, kernel, scenarios, n_threads, repeat=3):
     """Seconds per call of ``backend_name``'s kernel on the last (largest)
     case of each scenario, float32, N threads; the best of ``repeat`` runs."""
     best = None
@@ -420,7 +420,7 @@ def _kernel_times(backend_name, kernel, scenarios, repeat=3):
         ns = _twin_namespace(**{kernel: timed})
         for name in scenarios:
             run, cases = SCENARIOS[name]
-            _run(run, cases[-1], np.float32, ns, backends.get_num_threads())
+            _run(run, cases[-1], np.float32, ns, n_threads)
         if timed.calls:
             per_call = timed.seconds / timed.calls
             best = per_call if best is None else min(best, per_call)
@@ -477,11 +477,11 @@ def verify(backend=None, kernels=None, n_threads=None, use_torch=True, timing=Tr
         timings = {}
         row = _check_kernel(kernel, getattr(candidate, kernel), scenarios, n_threads, torch, timings)
         if timing and row["status"] == "ok":
-            timings[("candidate", kernel)] = _kernel_times(backend, kernel, scenarios)
+            timings[("candidate", kernel)] = _kernel_times(backend, kernel, scenarios, n_threads)
             for other in ("numpy", "cython"):
                 if other in backends.available_backends():
                     timings[(other, kernel)] = (timings[("candidate", kernel)] if other == backend
-                                                else _kernel_times(other, kernel, scenarios))
+                                                else _kernel_times(other, kernel, scenarios, n_threads))
             row.update(ms=timings[("candidate", kernel)], ms_twin=timings.get(("numpy", kernel)),
                        ms_cython=timings.get(("cython", kernel)))
         rows.append(row)
