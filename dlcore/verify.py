@@ -234,6 +234,44 @@ def _scenarios():
 SCENARIOS = _scenarios()
 
 
+def _random_conv(rng):
+    k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    p = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    return dict(N=int(rng.integers(1, 4)), C=int(rng.integers(1, 5)), F=int(rng.integers(1, 5)), k=k,
+                s=(int(rng.integers(1, 4)), int(rng.integers(1, 4))), p=p,
+                H=int(rng.integers(max(1, k[0] - 2 * p[0]), 11)), W=int(rng.integers(max(1, k[1] - 2 * p[1]), 11)))
+
+
+def _random_conv_transpose(rng):
+    case = _random_conv(rng)
+    case["p"] = tuple(int(rng.integers(0, (k - 1) // 2 + 1)) for k in case["k"])  # output size >= 1
+    return case
+
+
+def _random_pool(rng):
+    k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    return dict(N=int(rng.integers(1, 4)), C=int(rng.integers(1, 5)), k=k,
+                s=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+                p=(int(rng.integers(0, k[0] // 2 + 1)), int(rng.integers(0, k[1] // 2 + 1))),
+                H=int(rng.integers(k[0], 11)), W=int(rng.integers(k[1], 11)))
+
+
+def _random_rows(rng):
+    return dict(shape=tuple(int(d) for d in rng.integers(1, 9, int(rng.integers(1, 4)))))
+
+
+def _random_logits(kind):
+    return lambda rng: dict(N=int(rng.integers(1, 20)), C=int(rng.integers(1, 12)), kind=kind)
+
+
+# Scenario name -> a function drawing one random case (verify adds ``random_cases`` per run).
+RANDOM_CASES = {"Conv2d": _random_conv, "unfold/fold": _random_conv, "ConvTranspose2d": _random_conv_transpose}
+RANDOM_CASES.update({name: _random_pool for name in ("MaxPool2d", "AvgPool2d", "MaxUnpool2d", "BatchNorm2d")})
+RANDOM_CASES.update({name: _random_rows for name in ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "SiLU", "Softmax",
+                                                      "LogSoftmax")})
+RANDOM_CASES.update({"CrossEntropyLoss": _random_logits("class"), "BCEWithLogitsLoss": _random_logits("prob")})
+
+
 # ---- backends built on the fly ------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -368,13 +406,12 @@ def _check_kernel(kernel, candidate, scenarios, n_threads, torch, timings):
                ms=None, ms_twin=None, ms_cython=None, message="")
     ns = _twin_namespace(**{kernel: candidate})
     worst_where = ""
-    for name in scenarios:
-        run, cases = SCENARIOS[name]
+    for name, (run, cases) in scenarios.items():
         for case in cases:
             for dtype in DTYPES:
                 label = f"{name} {dict((k, v) for k, v in case.items() if k != 'seed')} {np.dtype(dtype).name}"
                 tol = TOLERANCE[np.dtype(dtype)]
-                ref = _reference(name, case, dtype, n_threads)
+                ref = _reference(name, run, case, dtype, n_threads)
                 try:
                     one = _run(run, case, dtype, ns, 1)
                     many = _run(run, case, dtype, ns, n_threads)
@@ -388,7 +425,7 @@ def _check_kernel(kernel, candidate, scenarios, n_threads, torch, timings):
                     row["err_twin"], worst_where = err, f"{where} in {label}"
                 row["thread_diff"] = max(row["thread_diff"], diff)
                 if torch is not None:
-                    tref = _reference(name, case, dtype, n_threads, torch)
+                    tref = _reference(name, run, case, dtype, n_threads, torch)
                     row["err_torch"] = max(row["err_torch"] or 0.0, _error(one, tref)[0])
                 if err > tol and row["status"] == "ok":
                     row.update(status="FAIL", message=f"differs from the twin by {err:.2e} (tolerance {tol:.0e}) "
@@ -403,10 +440,9 @@ def _check_kernel(kernel, candidate, scenarios, n_threads, torch, timings):
 _reference_cache = {}
 
 
-def _reference(name, case, dtype, n_threads, torch=None):
-    key = (name, case["seed"], repr(case), np.dtype(dtype).name, torch is not None)
+def _reference(name, run, case, dtype, n_threads, torch=None):
+    key = (name, repr(case), np.dtype(dtype).name, torch is not None)
     if key not in _reference_cache:
-        run, _ = SCENARIOS[name]
         _reference_cache[key] = _run(run, case, dtype, _twin_namespace(), n_threads, torch)
     return _reference_cache[key]
 
@@ -418,8 +454,7 @@ def _kernel_times(backend_name, kernel, scenarios, n_threads, repeat=3):
     for _ in range(repeat):
         timed = _Timed(getattr(backends.backend(backend_name), kernel))
         ns = _twin_namespace(**{kernel: timed})
-        for name in scenarios:
-            run, cases = SCENARIOS[name]
+        for run, cases in scenarios.values():
             _run(run, cases[-1], np.float32, ns, n_threads)
         if timed.calls:
             per_call = timed.seconds / timed.calls
@@ -427,7 +462,8 @@ def _kernel_times(backend_name, kernel, scenarios, n_threads, repeat=3):
     return best
 
 
-def verify(backend=None, kernels=None, n_threads=None, use_torch=True, timing=True):
+def verify(backend=None, kernels=None, n_threads=None, use_torch=True, timing=True, seed=None,
+           random_cases=2):
     """Check ``backend``'s kernels against the NumPy twin (and torch) on this machine.
 
     Args:
@@ -439,6 +475,9 @@ def verify(backend=None, kernels=None, n_threads=None, use_torch=True, timing=Tr
         n_threads (int): the "N threads" run (default: ``get_num_threads()``, at least 2).
         use_torch (bool): also compare with PyTorch when it imports (default True).
         timing (bool): time the twin's (and compiled) kernel for comparison (default True).
+        seed (int or None): seeds the random shapes (default None: new shapes every run).
+        random_cases (int): random shapes drawn per scenario, on top of its fixed (edge)
+            cases (default 2).
 
     Returns:
         a :class:`VerifyReport`; ``print(report)`` shows the table, ``report.failed`` the
@@ -465,10 +504,16 @@ def verify(backend=None, kernels=None, n_threads=None, use_torch=True, timing=Tr
     for name in SCENARIOS:
         for k in kernels_used(name):
             coverage.setdefault(k, []).append(name)
+    rng = np.random.default_rng(seed)
+    table = {}
+    for name, (run, cases) in SCENARIOS.items():
+        draw = RANDOM_CASES.get(name)
+        extra = [dict(draw(rng), seed=int(rng.integers(2**31))) for _ in range(random_cases)] if draw else []
+        table[name] = (run, extra + cases)  # the fixed list ends with the largest case (timed)
     _reference_cache.clear()
     rows = []
     for kernel in kernels:
-        scenarios = coverage.get(kernel, [])
+        scenarios = {name: table[name] for name in coverage.get(kernel, [])}
         if not scenarios:
             rows.append(dict(kernel=kernel, status="no generator", err_twin=None, err_torch=None,
                              thread_diff=None, thread_ok=None, ms=None, ms_twin=None, ms_cython=None,

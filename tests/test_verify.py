@@ -144,3 +144,27 @@ def test_cli_verify_exit_status():
                            "--kernel", "adam_step"], capture_output=True, text=True, env=env)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "2 kernels checked, 0 failed" in good.stdout
+
+
+def test_training_runs_on_an_exercise_solution(registered):
+    """The whole library on a user backend: a few Adam steps of an MLP with the
+    solution's adam_step give the twin's parameters."""
+    name = load_kernels(os.path.join(EXERCISES, "solutions", "adam.py"), name="solution_adam_train")
+    registered.append(name)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 6)).astype(np.float64), rng.integers(0, 3, 32)
+    finals = {}
+    for backend in (name, "numpy"):
+        dlcore.manual_seed(0)
+        model = dlcore.models.MLP([6, 8, 3], flatten=False, dtype=np.float64)
+        criterion, opt = dlcore.nn.CrossEntropyLoss(), dlcore.optim.Adam(model.parameters(), lr=0.01)
+        losses = []
+        with dlcore.use_backend(backend):
+            for _ in range(20):
+                opt.zero_grad()
+                losses.append(criterion(model(x), y))
+                model.backward(criterion.backward())
+                opt.step()
+        assert losses[-1] < losses[0]
+        finals[backend] = np.concatenate([p.data.ravel() for p in model.parameters()])
+    np.testing.assert_allclose(finals[name], finals["numpy"], rtol=1e-9, atol=1e-12)
