@@ -566,6 +566,7 @@ def add_parser(sub):
     p.add_argument("--load", metavar="FILE", help="a Python file defining KERNELS = {name: function}, "
                                                   "registered as a backend named after the file")
     p.add_argument("--threads", type=int, help="the N of '1 and N threads' (default: the cores, at least 2)")
+    p.add_argument("--seed", type=int, help="seed of the random shapes (default: new shapes every run)")
     p.add_argument("--no-torch", action="store_true", help="skip the comparison with PyTorch")
     p.set_defaults(func=_main)
 
@@ -575,6 +576,6 @@ def _main(args):
     if args.load:
         loaded = load_kernels(args.load)
         backend = backend or loaded
-    report = verify(backend, args.kernel, n_threads=args.threads, use_torch=not args.no_torch)
+    report = verify(backend, args.kernel, n_threads=args.threads, use_torch=not args.no_torch, seed=args.seed)
     print(report)
     return 0 if report.ok else 1
