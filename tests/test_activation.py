@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 import dlcore
 import dlcore.functional as F
 from dlcore import backends
-from conftest import assert_close, numeric_grad, requires_torch, torch
+from helpers import assert_close, numeric_grad, requires_torch, torch
 
 HAS_CYTHON = "cython" in dlcore.available_backends()
 requires_cython = pytest.mark.skipif(not HAS_CYTHON, reason="compiled backend not built")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dlcore import nn
-from conftest import requires_torch, torch
+from helpers import requires_torch, torch
 
 
 def mixed_model(dtype=np.float32):

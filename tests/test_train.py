@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import dlcore
+from helpers import requires_sklearn
 from dlcore import nn, optim
 from dlcore.data import StandardScaler, load_digits, train_test_split
 from dlcore.models import MLP, Autoencoder, LeNet5
@@ -24,11 +25,11 @@ from dlcore.train import (
     predict,
 )
 
-pytest.importorskip("sklearn")
 
 
 @pytest.fixture(scope="module")
 def digits64():
+    pytest.importorskip("sklearn")  # the dataset ships with scikit-learn
     X, y = load_digits()
     X = X.reshape(len(X), -1)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, seed=0, stratify=True)
@@ -307,6 +308,7 @@ def _tiny_lenet_run():
     return history["loss"], trainer.evaluate(X, y)["accuracy"]
 
 
+@requires_sklearn
 @pytest.mark.slow
 def test_same_seeded_training_same_accuracy_on_backends_and_thread_counts():
     results = {}
