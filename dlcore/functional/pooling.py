@@ -27,7 +27,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .._checks import as_floating, check_ndim, describe, pair
+from .._checks import as_floating, check_ndim, check_window_fits, describe, pair, window, window_output_size
 from ..backends import get_num_threads, kernels
 
 __all__ = [
@@ -59,21 +59,9 @@ def _as_images(x, name):
 
 def _geometry(x_shape, kernel_size, stride, padding):
     """Validated (KH, KW, SH, SW, PH, PW) and the output size (OH, OW)."""
-    kh, kw = pair(kernel_size, "kernel_size", 1)
-    sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
-    ph, pw = pair(padding, "padding", 0)
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(
-            f"padding must be at most half of kernel_size {(kh, kw)}, i.e. <= {(kh // 2, kw // 2)}, "
-            f"got {(ph, pw)}"
-        )
-    H, W = x_shape[-2:]
-    if H + 2 * ph < kh or W + 2 * pw < kw:
-        raise ValueError(
-            f"kernel_size {(kh, kw)} must fit in x's padded size {(H + 2 * ph, W + 2 * pw)} "
-            f"(H, W = {(H, W)}, padding {(ph, pw)}): the output would be empty"
-        )
-    return (kh, kw, sh, sw, ph, pw), ((H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+    kernel, stride, padding = window(kernel_size, stride, padding)
+    check_window_fits(x_shape[-2:], kernel, padding)
+    return kernel + stride + padding, window_output_size(x_shape[-2:], kernel, stride, padding)
 
 
 def _grad_output(grad_output, ctx, ctx_type, forward):

@@ -33,7 +33,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES, as_floating, describe
+from .._checks import FLOAT_DTYPES, as_floating, describe, float_dtype
 from .summary import summary as _summary
 
 __all__ = ["Module", "Parameter"]
@@ -390,12 +390,7 @@ class Module:
         The Parameter objects stay the same (an optimizer holding them keeps working);
         their ``.data`` is replaced by a converted copy.
         """
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = float_dtype(dtype)
         for module in self.modules():
             for param in module._parameters.values():
                 if param is not None and param.data.dtype != dtype:
