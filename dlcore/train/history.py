@@ -69,7 +69,8 @@ class History:
             fig, axes = plt.subplots(1, 2 if accs and losses else 1, figsize=(10 if accs and losses else 5, 3.5))
             axes = np.atleast_1d(axes)
         else:
-            fig, axes = ax.figure, np.atleast_1d(ax)
+            axes = np.atleast_1d(ax)  # one Axes, or two (losses, accuracies)
+            fig = axes[0].figure
         for group, a, label in ((losses, axes[0], "loss"), (accs, axes[-1], "accuracy")):
             for k in group:
                 a.plot(self.epoch, self.history[k], marker="o", label=k)
