@@ -51,10 +51,12 @@ def _check_pair(y_true, y_pred):
 def accuracy_score(y_true, y_pred, normalize=True):
     """Fraction of exactly right predictions (their count with ``normalize=False``)."""
     y_true, y_pred = _check_pair(y_true, y_pred)
+    if not y_true.size:  # as scikit-learn: the accuracy of nothing is undefined
+        raise ValueError("y_true and y_pred are empty: accuracy needs at least one sample")
     correct = y_true == y_pred
     if not normalize:
         return int(correct.sum())
-    return float(correct.mean()) if correct.size else 0.0
+    return float(correct.mean())
 
 
 def confusion_matrix(y_true, y_pred, labels=None):

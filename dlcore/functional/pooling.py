@@ -136,10 +136,10 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     indices = np.empty((N, C, OH, OW), dtype=np.int64)
     if N:  # (an empty batch has nothing to compute)
         kernels().max_pool2d_forward(x, out, indices, *geometry, _threads(x, out))
-    # The backward scatters through these indices, unchecked: callers get a read-only
-    # view, so that no later write can send it out of bounds.
+    # The backward scatters through these indices: the caller and the ctx get read-only
+    # views of a read-only owner, which cannot be made writable again (the owner could).
     indices.setflags(write=False)
-    ctx = _MaxPoolCtx(indices, x.shape, out.shape, x.dtype, batched)
+    ctx = _MaxPoolCtx(indices.view(), x.shape, out.shape, x.dtype, batched)
     return _unbatch(out, batched), _unbatch(indices.view(), batched), ctx
 
 
@@ -297,8 +297,7 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
             raise ValueError(
                 f"indices must lie in [0, {OH * OW}) (the output plane {(OH, OW)}), got {lo if lo < 0 else hi}"
             )
-    if not batched:
-        indices = indices[None]
+    indices = indices.view() if batched else indices[None]  # the ctx keeps a view, not the owner
     out = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
     if out.size:
         kernels().max_unpool2d_forward(x, indices, out, _threads(x, out))
