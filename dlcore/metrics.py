@@ -181,3 +181,9 @@ def fbeta_score(y_true, y_pred, beta, average="binary", pos_label=1, zero_divisi
 def f1_score(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0):
     """``F_1 = 2 P R / (P + R)``, the harmonic mean of precision and recall."""
     return _prf(y_true, y_pred, 1.0, average, pos_label, zero_division)[2]
+
+
+# Generative-model metrics live in their own module (dlcore/metrics_fid.py).
+from .metrics_fid import frechet_distance  # noqa: E402
+
+__all__ += ["frechet_distance"]
