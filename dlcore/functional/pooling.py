@@ -28,7 +28,7 @@ from collections import namedtuple
 import numpy as np
 
 from .._checks import as_floating, check_ndim, describe, pair
-from ..backends import get_num_threads, kernels
+from ..backends import kernels, threads_for
 
 __all__ = [
     "max_pool2d",
@@ -87,17 +87,9 @@ def _grad_output(grad_output, ctx, ctx_type, forward):
     return g if ctx.batched else g[None]
 
 
-# Below this many elements (input plus output) a kernel runs on one thread. Waking a
-# second OpenMP thread costs microseconds on an idle machine and milliseconds on a loaded
-# one (the woken thread waits for a core), while one thread pools 2**16 elements in
-# roughly 0.04 ms (2x2 windows) to 0.5 ms (3x3 overlapping windows), measured on the
-# 2-core development machine: below that, threads cost more than they save.
-_MIN_PARALLEL_ELEMENTS = 1 << 16
-
-
 def _threads(*arrays):
-    work = sum(a.size for a in arrays)
-    return get_num_threads() if work >= _MIN_PARALLEL_ELEMENTS else 1
+    """Threads for a pooling kernel over these arrays (serial below the policy's threshold)."""
+    return threads_for(sum(a.size for a in arrays), "pool")
 
 
 def _unbatch(a, batched):
