@@ -77,6 +77,12 @@ KERNELS = {
         "adam_step",
         "adamw_step",
     ),
+    "norm": (
+        "norm_moments",
+        "norm_grad_sums",
+        "norm_affine_forward",
+        "norm_affine_backward",
+    ),
 }
 KERNEL_NAMES = tuple(name for names in KERNELS.values() for name in names)
 
