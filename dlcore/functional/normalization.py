@@ -44,7 +44,7 @@ these ops write to that the caller passed in, exactly as ``torch.nn.functional``
 import numpy as np
 
 from .._checks import as_floating, check_number, describe
-from ..backends import kernels, threads_for
+from ..backends import kernels, threads_for, workspace
 
 __all__ = [
     "batch_norm",
@@ -153,7 +153,7 @@ def _normalize(xs, mean, inv_std, weight, bias):
     w = np.ones(c) if weight is None else weight.reshape(c).astype(np.float64)
     a = w * inv_std
     b = (0.0 if bias is None else bias.reshape(c).astype(np.float64)) - mean * a
-    out = np.empty_like(xs)
+    out = workspace.empty_like(xs)
     kernels().norm_affine_forward(xs, a.astype(xs.dtype), b.astype(xs.dtype), out,
                                   threads_for(xs.size, "norm"))
     ctx = {"xs": xs, "mean": mean, "inv_std": inv_std, "w": w,
@@ -187,7 +187,7 @@ def _normalize_backward(grad_output, ctx):
             grad_weight = (sum_gx * inv_std).sum(axis=0).astype(dtype)
         if ctx["bias"]:
             grad_bias = sum_g.sum(axis=0).astype(dtype)
-    grad_input = np.empty_like(xs)
+    grad_input = workspace.empty_like(xs)
     if ctx["batch_stats"]:
         m = xs.shape[2] if ctx["per_instance"] else xs.shape[0] * xs.shape[2]
         b = -k * inv_std * inv_std * sum_gx / m

@@ -28,7 +28,7 @@ from collections import namedtuple
 import numpy as np
 
 from .._checks import as_floating, check_ndim, describe, pair
-from ..backends import kernels, threads_for
+from ..backends import kernels, threads_for, workspace
 
 __all__ = [
     "max_pool2d",
@@ -136,8 +136,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     x, batched = _as_images(x, "x")
     geometry, (OH, OW) = _geometry(x.shape, kernel_size, stride, padding)
     N, C = x.shape[:2]
-    out = np.empty((N, C, OH, OW), dtype=x.dtype)
-    indices = np.empty((N, C, OH, OW), dtype=np.int64)
+    out = workspace.empty((N, C, OH, OW), x.dtype)  # reused when no one holds it any more
+    indices = workspace.empty((N, C, OH, OW), np.int64)
     if N:  # (an empty batch has nothing to compute)
         kernels().max_pool2d_forward(x, out, indices, *geometry, _threads(x, out))
     # The backward scatters through these indices, unchecked: callers get a read-only
@@ -154,7 +154,7 @@ def max_pool2d_backward(grad_output, ctx):
     forward's dtype.
     """
     g = _grad_output(grad_output, ctx, _MaxPoolCtx, "max_pool2d")
-    grad_input = np.empty(ctx.input_shape, dtype=ctx.dtype)
+    grad_input = workspace.empty(ctx.input_shape, ctx.dtype)
     if grad_input.size:
         kernels().max_pool2d_backward(g, ctx.indices, grad_input, _threads(g, grad_input))
     return _unbatch(grad_input, ctx.batched)
@@ -201,7 +201,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     """
     x, batched = _as_images(x, "x")
     geometry, (OH, OW) = _geometry(x.shape, kernel_size, stride, padding)
-    out = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
+    out = workspace.empty(x.shape[:2] + (OH, OW), x.dtype)
     if out.size:
         kernels().avg_pool2d_forward(x, out, *geometry, _threads(x, out))
     return _unbatch(out, batched), _AvgPoolCtx(geometry, x.shape, out.shape, x.dtype, batched)
@@ -210,7 +210,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
 def avg_pool2d_backward(grad_output, ctx):
     """Gradient of :func:`avg_pool2d_forward` with respect to ``x`` (formula there)."""
     g = _grad_output(grad_output, ctx, _AvgPoolCtx, "avg_pool2d")
-    grad_input = np.empty(ctx.input_shape, dtype=ctx.dtype)
+    grad_input = workspace.empty(ctx.input_shape, ctx.dtype)
     if grad_input.size:
         kernels().avg_pool2d_backward(g, grad_input, *ctx.geometry, _threads(g, grad_input))
     return _unbatch(grad_input, ctx.batched)
