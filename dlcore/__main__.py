@@ -20,9 +20,13 @@ def main(argv=None):
     # A subcommand module that fails to import is a bug to see, not a command to hide.
     from .cli_bench import add_parser as add_bench
     from .cli_train import add_parser as add_train
+    from .doctor import add_parser as add_doctor
+    from .verify import add_parser as add_verify
 
     add_train(sub)
     add_bench(sub)
+    add_verify(sub)
+    add_doctor(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
