@@ -24,7 +24,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # One compiled module per stem: src/dlcore/<stem>.pyx -> dlcore.backends.cython_kernels.<stem>
-KERNEL_STEMS = ["_info", "conv", "pool", "activation", "optim"]
+KERNEL_STEMS = ["_info", "conv", "pool", "activation", "optim", "norm"]
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,

@@ -77,6 +77,12 @@ KERNELS = {
         "adam_step",
         "adamw_step",
     ),
+    "norm": (
+        "norm_moments",
+        "norm_grad_sums",
+        "norm_affine_forward",
+        "norm_affine_backward",
+    ),
 }
 KERNEL_NAMES = tuple(name for names in KERNELS.values() for name in names)
 
@@ -184,44 +190,9 @@ def use_backend(name):
         _active = previous
 
 
-# ---- threads -----------------------------------------------------------------------------
+# ---- threads (the policy lives in threads.py) -----------------------------------------------
 
-def _physical_cores():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def _check_threads(n, source):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{source} must be an int >= 1, got {n!r}")
-    return n
-
-
-def _default_threads():
-    for var in ("DLCORE_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var)
-        if value:
-            try:
-                return _check_threads(int(value.split(",")[0]), var)
-            except ValueError:
-                warnings.warn(f"ignoring {var}={value!r}: expected an int >= 1", RuntimeWarning)
-    return _physical_cores()
-
-
-_num_threads = _default_threads()
-
-
-def set_num_threads(n):
-    """OpenMP threads used by the compiled kernels (an int >= 1; more than the cores is allowed)."""
-    global _num_threads
-    _num_threads = _check_threads(n, "n")
-
-
-def get_num_threads():
-    """Threads the compiled kernels will use (DLCORE_NUM_THREADS, else OMP_NUM_THREADS, else the cores)."""
-    return _num_threads
+from .threads import get_num_threads, set_num_threads, threads_for  # noqa: E402,F401
 
 
 # ---- bring your own kernel (dlcore/backends/user.py) --------------------------------------
