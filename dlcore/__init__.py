@@ -44,9 +44,7 @@ __all__ = [
 # Tools for learners: a divergence locator, a per-layer profiler, export (dlcore.export),
 # and the kernel checker dlcore.verify (imported on use).
 from .compare import compare_with_torch  # noqa: E402
+from .profiling import profile  # noqa: E402
 from . import export  # noqa: E402
 
-__all__ += ["compare_with_torch", "export"]
-from .profiling import profile  # noqa: E402
-
-__all__ += ["profile"]
+__all__ += ["compare_with_torch", "export", "profile"]

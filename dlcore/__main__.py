@@ -1,4 +1,4 @@
-"""Command line: ``python -m dlcore info | train | bench``."""
+"""Command line: ``python -m dlcore info | train | bench | verify | doctor``."""
 import argparse
 import sys
 

@@ -196,4 +196,9 @@ from .threads import get_num_threads, set_num_threads, threads_for  # noqa: E402
 
 
 # ---- bring your own kernel (dlcore/backends/user.py) --------------------------------------
+import sys  # noqa: E402
+
+from . import user as _user  # noqa: E402
+
+_user.attach(sys.modules[__name__])  # user.py reaches the registry through this, not an import
 from .user import register_backend, unregister_backend, user_backends  # noqa: E402,F401

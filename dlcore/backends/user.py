@@ -16,11 +16,19 @@ given, take ``n_threads`` last.
 import inspect
 import types
 
-from . import KERNEL_NAMES, Backend, _backends, _check_name
-
 __all__ = ["register_backend", "unregister_backend", "user_backends"]
 
 BUILTIN = ("numpy", "cython")
+
+# The registry module, dlcore.backends: handed over by attach() when it imports, so this
+# module needs no import of its package (no import cycle).
+_registry = None
+
+
+def attach(registry):
+    """Called once by :mod:`dlcore.backends` with itself."""
+    global _registry
+    _registry = registry
 
 
 def _check_signature(name, fn, twin):
@@ -61,35 +69,35 @@ def register_backend(name, kernels, base="numpy"):
         raise ValueError(f"name must not be a built-in backend {BUILTIN}, got {name!r}")
     if not isinstance(kernels, dict):
         raise TypeError(f"kernels must be a dict of kernel name -> function, got {type(kernels).__name__}")
-    base_backend = _backends[_check_name(base)]
+    names = _registry.KERNEL_NAMES
+    base_backend = _registry.backend(base)
+    twin = _registry.backend("numpy")
     for kernel, fn in kernels.items():
-        if kernel not in KERNEL_NAMES:
+        if kernel not in names:
             raise ValueError(f"kernels has an unknown kernel name {kernel!r}; "
-                             f"known kernels: {', '.join(KERNEL_NAMES)}")
+                             f"known kernels: {', '.join(names)}")
         if not callable(fn):
             raise TypeError(f"kernels[{kernel!r}] must be callable, got {type(fn).__name__}")
-        _check_signature(kernel, fn, getattr(_backends["numpy"], kernel))
-    namespace = types.SimpleNamespace(**{k: getattr(base_backend, k) for k in KERNEL_NAMES})
+        _check_signature(kernel, fn, getattr(twin, kernel))
+    namespace = types.SimpleNamespace(**{k: getattr(base_backend, k) for k in names})
     for kernel, fn in kernels.items():
         setattr(namespace, kernel, fn)
-    backend = Backend(name, namespace, openmp=False)
-    backend.user_kernels = tuple(k for k in KERNEL_NAMES if k in kernels)
+    backend = _registry.Backend(name, namespace, openmp=False)
+    backend.user_kernels = tuple(k for k in names if k in kernels)
     backend.base = base
-    _backends[name] = backend
+    _registry._backends[name] = backend
     return backend
 
 
 def unregister_backend(name):
     """Remove a backend added by :func:`register_backend` (the default becomes active if it was)."""
-    from . import available_backends, get_backend, set_backend
-
-    if name in BUILTIN or name not in _backends:
+    if name in BUILTIN or name not in _registry._backends:
         raise ValueError(f"name must be a registered user backend {user_backends()}, got {name!r}")
-    if get_backend() == name:
-        set_backend(next(b for b in available_backends() if b in BUILTIN))
-    del _backends[name]
+    if _registry.get_backend() == name:
+        _registry.set_backend(next(b for b in _registry.available_backends() if b in BUILTIN))
+    del _registry._backends[name]
 
 
 def user_backends():
     """Names of the backends registered with :func:`register_backend`."""
-    return [name for name in _backends if name not in BUILTIN]
+    return [name for name in _registry._backends if name not in BUILTIN]
