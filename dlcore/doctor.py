@@ -209,6 +209,60 @@ def _check_openmp_runtimes(pools):
     return found
 
 
+def _parent(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rpartition(")")[2].split()[1])  # the field after the state
+
+
+def processes_with_dlcore():
+    """``(related, others)``: pids of other processes with dlcore's compiled kernels mapped
+    (Linux, same user), split into this process's children and siblings (workers of one
+    job, e.g. a multiprocessing pool) and the rest of the machine. The parent is left out:
+    it usually just waits for this process."""
+    related, others = [], []
+    try:
+        me, uid = os.getpid(), os.getuid()
+        parent = os.getppid()
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except (AttributeError, OSError):
+        return related, others
+    for pid in pids:
+        if pid in (me, parent):
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/maps") as f:
+                if "cython_kernels" not in f.read():
+                    continue
+            (related if _parent(pid) in (me, parent) else others).append(pid)
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to read
+            continue
+    return related, others
+
+
+def _check_processes(usable):
+    if "cython" not in backends.available_backends():
+        return []
+    related, others = processes_with_dlcore()
+    n = backends.get_num_threads()
+    found = []
+    if related and (len(related) + 1) * n > usable:
+        found.append(Finding("problem", "oversubscription",
+                             f"{len(related) + 1} processes of this job (this one, its children and siblings) "
+                             f"have dlcore's kernels loaded (pids "
+                             f"{', '.join(map(str, [os.getpid()] + related[:6]))}{'...' if len(related) > 6 else ''}): "
+                             f"at {n} thread(s) each, {(len(related) + 1) * n} threads for {usable} cores",
+                             f"give each process {max(1, usable // (len(related) + 1))} thread(s): "
+                             "dlcore.set_num_threads(...) in each, or DLCORE_NUM_THREADS in their environment"))
+    if others:
+        found.append(Finding("note", "other processes",
+                             f"{len(others)} other process(es) of yours on this machine use dlcore's kernels too "
+                             f"(pids {', '.join(map(str, others[:6]))}{'...' if len(others) > 6 else ''}); "
+                             "they share the cores with this one"))
+    return found
+
+
 def _check_cpu():
     try:
         from numpy._core._multiarray_umath import __cpu_features__
@@ -301,6 +355,7 @@ def diagnose(health=True):
                                                   f"{pool['threads']} threads"))
     findings += _check_openmp_runtimes(pools)
     findings += _check_threads(pools, usable, total)
+    findings += _check_processes(usable)
     findings += _check_cpu()
     if health:
         findings += _check_health()

@@ -98,3 +98,22 @@ def test_works_without_threadpoolctl():
     assert "OpenMP runtimes" in out
     if "cython" in dlcore.available_backends():
         assert "(? threads)" in out  # found in /proc/self/maps, thread count unknown
+
+
+@pytest.mark.skipif("cython" not in dlcore.available_backends() or not os.path.isdir("/proc"),
+                    reason="needs the compiled backend and Linux /proc")
+def test_finds_processes_of_one_job_oversubscribing_the_cores():
+    # Two workers of the child's own process group load dlcore and wait; with dlcore's
+    # default thread count each, three processes want more threads than there are cores.
+    prelude = (
+        "import subprocess, sys, time\n"
+        "workers = [subprocess.Popen([sys.executable, '-c', "
+        "'import dlcore, sys; print(1, flush=True); sys.stdin.read()'], "
+        "stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(2)]\n"
+        "for w in workers: w.stdout.readline()\n"
+        "import atexit\n"
+        "atexit.register(lambda: [w.kill() for w in workers])\n"
+    )
+    status, out = doctor(prelude)
+    assert status == 1
+    assert "[PROBLEM] oversubscription  3 processes of this job (this one, its children and siblings) have dlcore's kernels loaded" in out, out
