@@ -10,7 +10,7 @@ from dlcore import functional as F
 from dlcore import gradcheck, nn
 from dlcore.diffusion import ResBlock, UNet, timestep_embedding
 
-from conftest import assert_close, requires_torch, torch
+from helpers import assert_close, requires_torch, torch
 
 
 @pytest.mark.parametrize("scale", [1, 2, 3, (2, 1), (1, 3)])
