@@ -106,3 +106,14 @@ def pytest_collection_finish(session):
     minimum = int(os.environ.get("DLCORE_MIN_TESTS", "0"))
     if len(session.items) < minimum:
         raise pytest.UsageError(f"collected only {len(session.items)} tests, expected at least {minimum}")
+
+
+@pytest.fixture(autouse=True)
+def _exact_threads():
+    """Tests run exactly the threads they set: no reduction on a busy machine
+    (dlcore.backends.threads.DYNAMIC; tests/test_threads.py tests that rule itself)."""
+    from dlcore.backends import threads
+
+    previous, threads.DYNAMIC = threads.DYNAMIC, False
+    yield
+    threads.DYNAMIC = previous

@@ -192,4 +192,4 @@ def use_backend(name):
 
 # ---- threads (the policy lives in threads.py) -----------------------------------------------
 
-from .threads import get_num_threads, set_num_threads, threads_for  # noqa: E402,F401
+from .threads import get_num_threads, kernel_threads, set_num_threads, threads_for  # noqa: E402,F401
