@@ -101,3 +101,55 @@ def check_reduction(reduction):
 def check_same_shape(a, b, name_a, name_b):
     if a.shape != b.shape:
         raise ValueError(f"{name_b} must have the shape of {name_a} {a.shape}, got {b.shape}")
+
+
+# ---- decisions made once: dtype arguments, window geometry -----------------------------------
+def float_dtype(dtype, name="dtype"):
+    """A ``dtype=`` argument as ``np.dtype('float32')`` or ``np.dtype('float64')``; else TypeError."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {resolved}")
+    return resolved
+
+
+def window(kernel_size, stride=None, padding=0, max_padding="half"):
+    """A sliding window's ``(kernel, stride, padding)``, each a pair ``(h, w)``.
+
+    ``stride=None`` means the kernel (pooling's default). With ``max_padding="half"``
+    (pooling, as torch) the padding may be at most half the kernel on each axis, so every
+    window holds at least one real element; ``None`` leaves the padding unbounded.
+    """
+    kernel = pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else pair(stride, "stride", 1)
+    padding = pair(padding, "padding", 0)
+    if max_padding == "half" and (padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2):
+        raise ValueError(
+            f"padding must be at most half of kernel_size {kernel}, i.e. <= {(kernel[0] // 2, kernel[1] // 2)}, "
+            f"got {padding}"
+        )
+    return kernel, stride, padding
+
+
+def check_window_fits(size, kernel, padding, name="x"):
+    """Raise ValueError unless a ``kernel`` fits in the padded ``size = (H, W)`` (else no output)."""
+    for axis, label in ((0, "H"), (1, "W")):
+        padded = size[axis] + 2 * padding[axis]
+        if kernel[axis] > padded:
+            raise ValueError(
+                f"kernel_size {tuple(kernel)} is larger than the padded input: {name} of size {tuple(size)} "
+                f"with padding {tuple(padding)} gives {padded} along {label}, so the output would be empty"
+            )
+
+
+def window_output_size(size, kernel, stride, padding):
+    """``(H_out, W_out)``: ``floor((H + 2 p - k) / s) + 1`` on each axis (the window must fit)."""
+    return tuple((size[a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
+
+
+def check_linear_input(x, in_features, name="input"):
+    """Raise ValueError unless ``x`` has shape ``(*, in_features)``."""
+    if x.ndim < 1 or x.shape[-1] != in_features:
+        raise ValueError(f"{name} must have shape (*, in_features={in_features}), got shape {x.shape}")

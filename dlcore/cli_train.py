@@ -16,6 +16,7 @@ Examples::
     python -m dlcore train --compare-numpy --threads 2
 """
 import argparse
+import math
 import os
 import sys
 import time
@@ -161,8 +162,9 @@ def run(args):
         epochs = d_epochs if args.epochs is None else args.epochs
         lr = d_lr if args.lr is None else args.lr
         batch_size = d_batch if args.batch_size is None else args.batch_size
-        if epochs < 1 or batch_size < 1 or not lr > 0:
-            raise ValueError(f"--epochs and --batch-size must be >= 1 and --lr > 0, got {epochs}, {batch_size}, {lr}")
+        if epochs < 1 or batch_size < 1 or not 0 < lr < math.inf:  # (nan fails both comparisons)
+            raise ValueError(f"--epochs and --batch-size must be >= 1 and --lr a finite number > 0, "
+                             f"got {epochs}, {batch_size}, {lr}")
         X_tr, y_tr, X_te, y_te, data_name, stats = _load_data(args.data, args.model, args.seed, args.test_size)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """One implementation in its own process: ``python -m dlcore.bench._worker --threads N --impl torch``.
 
 Used for the torch column when importing torch next to dlcore's OpenMP kernels slows
-them (STYLE.md pitfall 3), and with ``--impl cython`` to time a compiled case in a
+them (two OpenMP runtimes in one process), and with ``--impl cython`` to time a compiled case in a
 process that never imports torch (the probe that measures that slowdown).
 Reads one JSON request per line on stdin, answers one JSON line on stdout:
 
@@ -24,7 +24,7 @@ def main(argv=None):
     parser.add_argument("--impl", default="torch")
     parser.add_argument("--with-torch", action="store_true",
                         help="import torch, start its thread pools and run a torch op before "
-                        "each sample (the pitfall-3 probe's 'torch present' side)")
+                        "each sample (the torch-interference probe's 'torch present' side)")
     parser.add_argument("--default-threads", action="store_true",
                         help="torch keeps its own default thread settings (a user's first run)")
     args = parser.parse_args(argv)

@@ -55,7 +55,7 @@ class Case:
     quick: bool = False
     full_only: bool = False
     tol: float = 1e-5
-    target: str = ""  # "bandwidth", "gemm" or "" -- see report.targets()
+    target: str = ""  # the roof it is measured against: "bandwidth", "gemm" or ""
 
 
 @dataclass

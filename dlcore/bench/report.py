@@ -1,4 +1,4 @@
-"""Run the benchmark cases and report: terminal table, JSON, PNG plot, target verdicts.
+"""Run the benchmark cases and report: terminal table, JSON, PNG plot.
 
 The report answers three questions, each measured within one run (the machines are
 shared and noisy, so only ratios measured side by side mean something):
@@ -11,7 +11,7 @@ shared and noisy, so only ratios measured side by side mean something):
 3. *Do threads help?* -- ``1thr/Nthr``: the compiled backend at one thread over all
    threads (2.0 means perfect scaling on two cores).
 
-Where the torch column runs (STYLE.md pitfall 3, several OpenMP runtimes in one process).
+Where the torch column runs (several OpenMP runtimes in one process can fight over the cores).
 torch's Linux wheels vendor their own ``libgomp.so.1``; dlcore's extensions link the
 compiler's. Both carry the same soname, so the dynamic loader serves both from whichever
 loaded first: ``threadpoolctl`` lists one OpenMP runtime in either import order (checked
@@ -39,7 +39,7 @@ from .cases import all_cases, get_case
 from .process import PROCESS_CASES, format_process_cases, run_process_cases
 from .timing import LocalRunner, TorchWorker, Worker, WorkerRunner, time_case
 
-__all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "targets", "PlotUnavailable"]
+__all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "PlotUnavailable"]
 
 QUICK_BUDGET = 2.0  # seconds of timing per case
 FULL_BUDGET = 9.0
@@ -87,7 +87,7 @@ def _torch_installed():
 
 
 def probe_torch_interference(threads, quick):
-    """Does torch in the process slow the compiled OpenMP kernels? (STYLE.md pitfall 3)
+    """Does torch in the process slow the compiled OpenMP kernels? (two OpenMP runtimes)
 
     One compiled case is timed in two worker processes, one that imported torch and runs
     a torch op before each sample (its thread pools started, as when the columns
@@ -338,7 +338,6 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
     report["header"]["load_average_end"] = machine.load_average()
     report["header"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     report["header"]["elapsed_s"] = time.perf_counter() - show.start
-    report["targets"] = targets(report)
     report["warnings"] += _warnings(report)
     return report
 
@@ -389,8 +388,7 @@ def _warnings(report):
     if slower:
         out.append(f"{len(slower)} cases ran slower on {header['threads']} threads than on one "
                    f"({', '.join(slower[:3])}{' ...' if len(slower) > 3 else ''}): an oversubscribed "
-                   "machine (see the load average) or a workload too small for threads (STYLE.md "
-                   "pitfall 5)")
+                   "machine (see the load average) or a workload too small to pay for starting threads")
     failed = [f"{c['name']} [{impl}]: {s}" for c in report["cases"]
               for impl, s in c["checks"].items() if str(s).startswith("FAIL")]
     out += [f"wrong result: {f}" for f in failed]
@@ -398,65 +396,11 @@ def _warnings(report):
     omp = [p.get("filepath") for p in pools if p.get("user_api") == "openmp"]
     if len(omp) > 1:
         out.append(f"{len(omp)} OpenMP runtimes are loaded in one process ({', '.join(omp)}): "
-                   "their thread pools can fight (STYLE.md pitfall 3)")
+                   "their thread pools can fight over the cores")
     inter = report.get("torch_interference")
     if inter and inter.get("ratio") and inter["ratio"] > INTERFERENCE_LIMIT:
         out.append(f"importing torch slowed the compiled probe {inter['ratio']:.2f}x: torch ran "
                    "in a worker process")
-    return out
-
-
-def targets(report):
-    """The project's speed targets, each 'met', 'GAP' or 'n/a' with the numbers."""
-    cases = {c["key"]: c for c in report["cases"]}
-    out = []
-
-    def add(name, value, goal, met, detail):
-        out.append({"target": name, "value": value, "goal": goal,
-                    "status": "n/a" if value is None else ("met" if met else "GAP"),
-                    "detail": detail})
-
-    step = cases.get("lenet5.train_step.b64")
-    if step:
-        r = step["metrics"].get("cython/torch")
-        add("LeNet-5 train step: compiled time / torch time", r, "<= 0.40",
-            r is not None and r <= 0.40,
-            "autograd + torch.optim.Adam; the faster of torch in this process and in its own "
-            "process with its default settings")
-        r = step["metrics"].get("cython/numpy")
-        speedup = 1 / r if r else None
-        add("LeNet-5 train step: speedup over the NumPy backend", speedup, ">= 4x",
-            speedup is not None and speedup >= 4, "numpy time / compiled time")
-    epoch = cases.get("lenet5.epoch.60000")
-    if epoch:
-        r = epoch["metrics"].get("cython/torch")
-        add("LeNet-5 epoch: compiled time / torch time", r, "<= 0.50", r is not None and r <= 0.50,
-            "the faster of torch in this process and in its own process")
-    for p in report.get("process_cases") or []:
-        if p["name"] == PROCESS_CASES[0]:
-            r = p.get("ratio")
-            add("LeNet-5 train step: torch imported first / dlcore imported first", r, "<= 1.1",
-                r is not None and r <= 1.1, "compiled step, each order in fresh processes")
-        elif p["name"] == PROCESS_CASES[1]:
-            r = (p.get("cython") or {}).get("ratio")
-            t = (p.get("torch") or {}).get("ratio")
-            add("LeNet-5 train step: with one extra CPU-bound process / quiet", r, "<= 2.5",
-                r is not None and r <= 2.5,
-                f"compiled, {p['threads']} threads; torch under the same load: "
-                + ("n/a" if t is None else f"x{t:.2f}"))
-    for key, c in cases.items():
-        if c["target"] == "gemm":
-            f = c["metrics"].get("fraction_of_gemm")
-            add(f"{c['name']}: fraction of measured GEMM GFLOP/s", f, ">= 0.70",
-                f is not None and f >= 0.70,
-                f"{c['metrics'].get('gflops', float('nan')):.1f} GFLOP/s vs GEMM "
-                f"{report['limits'].get('gemm_gflops', float('nan')):.1f}")
-        elif c["target"] == "bandwidth":
-            x = c["metrics"].get("times_floor")
-            add(f"{c['name']}: time / memory-bandwidth floor", x, "<= 1.5",
-                x is not None and x <= 1.5,
-                f"{c['bytes'] / 1e6:.0f} MB must move; floor at "
-                f"{report['limits'].get('bandwidth_gbs', float('nan')):.1f} GB/s")
     return out
 
 
@@ -492,7 +436,7 @@ def _impl_cell(entry, impl):
 
 
 def format_report(report):
-    """The report as text: header, limits, the table, targets, warnings, footnotes."""
+    """The report as text: header, limits, the table, warnings, footnotes."""
     h, lim = report["header"], report["limits"]
     b = h["build_info"]
     lines = [
@@ -515,12 +459,12 @@ def format_report(report):
                          f"{p.get('num_threads')} threads ({os.path.basename(p.get('filepath', ''))})")
     inter = report.get("torch_interference")
     if inter and inter.get("ratio"):
-        lines.append(f"pitfall3 compiled {inter['case']} in a process with torch / without: "
+        lines.append(f"torch?   compiled {inter['case']} in a process with torch / without: "
                      f"{_fmt_time(inter['with_torch_s'])} / {_fmt_time(inter['without_torch_s'])} "
                      f"(median x{inter['ratio_median']:.2f}, best x{inter['ratio_best']:.2f}; "
                      f"limit x{INTERFERENCE_LIMIT}) -> torch {report['torch_mode']}")
     elif inter:
-        lines.append(f"pitfall3 {inter['note']} -> torch {report['torch_mode']}")
+        lines.append(f"torch?   {inter['note']} -> torch {report['torch_mode']}")
     la0, la1 = h.get("load_average_start"), h.get("load_average_end")
     if la0 is not None:
         lines.append(f"load     average {la0:.2f} at start, {la1:.2f} at end; "
@@ -595,13 +539,6 @@ def format_report(report):
     if process_lines:
         lines.append("")
         lines += process_lines
-    if report["targets"]:
-        lines.append("")
-        lines.append("Targets")
-        for t in report["targets"]:
-            v = t["value"]
-            shown = "n/a" if v is None else f"{v:.2f}"
-            lines.append(f"  [{t['status']:>4}] {t['target']}: {shown} (goal {t['goal']}; {t['detail']})")
     if report["warnings"]:
         lines.append("")
         for w in report["warnings"]:
@@ -628,6 +565,13 @@ def write_json(report, path):
 
 def plot_ratios(report, path):
     """A PNG bar chart of compiled/NumPy and compiled/torch time ratios (log scale)."""
+    fig = ratio_figure(report)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def ratio_figure(report):
+    """The matplotlib Figure :func:`plot_ratios` saves (raises PlotUnavailable without matplotlib)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -643,6 +587,10 @@ def plot_ratios(report, path):
     y = np.arange(len(rows))
     series = [("cython/numpy", "compiled / NumPy twin", "tab:blue", -0.2),
               ("cython/torch", "compiled / torch", "tab:orange", 0.2)]
+    # a series with no value at all (no torch column) gets no bars and no legend entry
+    series = [s for s in series if any(c["metrics"].get(s[0]) for c in rows)]
+    if len(series) == 1:
+        series = [(key, label, color, 0.0) for key, label, color, _ in series]
     shown = [1.0]
     for key, label, color, dy in series:
         vals = [c["metrics"].get(key) or np.nan for c in rows]
@@ -666,8 +614,7 @@ def plot_ratios(report, path):
     ax.set_title(f"dlcore {report['mode']} benchmark: {h['cpu']}, {h['threads']} threads",
                  fontsize=9, loc="right")
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
+    return fig
 
 
 def list_cases(quick=False, filter=None):

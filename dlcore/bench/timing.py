@@ -8,7 +8,7 @@ all implementations share the machine's noise; it stops after ``max_repeats`` ro
 when the case's time budget is spent (never before ``min_repeats``).
 
 The torch runner can live in a worker process (:mod:`dlcore.bench._worker`) when torch's
-presence slows our kernels (STYLE.md pitfall 3); it answers the same three requests.
+presence slows our kernels (two OpenMP runtimes); it answers the same three requests.
 """
 import contextlib
 import gc
@@ -177,7 +177,7 @@ class Worker:
     """A child process running one implementation's runners (``python -m dlcore.bench._worker``).
 
     Used for the torch column when torch must not share our process, and to time a
-    compiled case in a process that never imported torch (the pitfall-3 probe).
+    compiled case in a process that never imported torch (the torch-interference probe).
     """
 
     def __init__(self, threads, impl="torch", with_torch=False, default_threads=False, label=None):

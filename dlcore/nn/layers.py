@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from .. import functional as F
-from .._checks import check_int, check_number, describe
+from .._checks import check_int, check_number, describe, float_dtype
 from . import init
 from .module import Module, Parameter
 
@@ -75,7 +75,7 @@ class Linear(Module):
         self.out_features = check_int(out_features, "out_features", minimum=0)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be a bool, got {describe(bias)}")
-        dtype = _check_dtype(dtype)
+        dtype = float_dtype(dtype)
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=dtype))
         self.bias = Parameter(np.empty(self.out_features, dtype=dtype)) if bias else None
         self.reset_parameters()
@@ -89,10 +89,6 @@ class Linear(Module):
 
     def forward(self, x):
         x = self._as_input(x)
-        if x.ndim < 1 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"input must have shape (*, in_features={self.in_features}), got shape {x.shape}"
-            )
         out, ctx = F.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
         self._save_for_backward(out, ctx)
         return out
@@ -107,16 +103,6 @@ class Linear(Module):
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-def _check_dtype(dtype):
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
 
 
 class Flatten(Module):

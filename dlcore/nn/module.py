@@ -33,7 +33,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .._checks import FLOAT_DTYPES, as_floating, describe
+from .._checks import FLOAT_DTYPES, as_floating, describe, float_dtype
+from .summary import summary as _summary
 
 __all__ = ["Module", "Parameter"]
 
@@ -131,6 +132,8 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_saved", None)
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     # ---- registration -------------------------------------------------------------------
     def __setattr__(self, name, value):
@@ -213,7 +216,45 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        """``forward(*args, **kwargs)``, with the registered hooks run before and after it."""
+        for hook in tuple(self._forward_pre_hooks.values()):
+            changed = hook(self, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        out = self.forward(*args, **kwargs)
+        for hook in tuple(self._forward_hooks.values()):
+            changed = hook(self, args, out)
+            if changed is not None:
+                out = changed
+        return out
+
+    # ---- hooks --------------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook):
+        """Call ``hook(module, args)`` before every forward of this module (as torch).
+
+        ``args`` is the tuple of positional inputs; a hook returning something other than
+        None replaces them (a tuple, or a single input). Returns a :class:`RemovableHandle`
+        whose ``remove()`` unregisters the hook (also usable as a context manager).
+        """
+        return RemovableHandle(self._forward_pre_hooks, _check_hook(hook))
+
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, args, output)`` after every forward of this module (as torch).
+
+        Hooks observe a model without changing its code: record each layer's output shape
+        (:meth:`summary` does), keep activations for plotting, time layers. A hook returning
+        something other than None replaces the output; ``backward`` still refers to what
+        ``forward`` computed, so a replacement must not change what the gradient means.
+        Returns a :class:`RemovableHandle` whose ``remove()`` unregisters the hook.
+
+        Example::
+
+            shapes = []
+            handle = model.register_forward_hook(lambda m, args, out: shapes.append(out.shape))
+            model(x)
+            handle.remove()
+        """
+        return RemovableHandle(self._forward_hooks, _check_hook(hook))
 
     def _as_input(self, x, name="input"):
         """``x`` validated as floating and cast to the module's dtype (the input's own if it has none)."""
@@ -349,12 +390,7 @@ class Module:
         The Parameter objects stay the same (an optimizer holding them keeps working);
         their ``.data`` is replaced by a converted copy.
         """
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from None
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = float_dtype(dtype)
         for module in self.modules():
             for param in module._parameters.values():
                 if param is not None and param.data.dtype != dtype:
@@ -474,6 +510,35 @@ class Module:
         ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)``. See
         :func:`dlcore.nn.summary.summary`.
         """
-        from .summary import summary
+        return _summary(self, input_shape, batch_size=batch_size)
 
-        return summary(self, input_shape, batch_size=batch_size)
+
+def _check_hook(hook):
+    if not callable(hook):
+        raise TypeError(f"hook must be callable, got {describe(hook)}")
+    return hook
+
+
+class RemovableHandle:
+    """What ``register_forward_hook`` returns: ``handle.remove()`` unregisters the hook.
+
+    Removing twice is harmless. ``with model.register_forward_hook(f): ...`` removes the
+    hook when the block ends.
+    """
+
+    _next_id = 0
+
+    def __init__(self, hooks, hook):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+        hooks[self.id] = hook
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()

@@ -6,33 +6,19 @@ Each layer validates its configuration once, then calls the functional pair
 import numpy as np
 
 from .. import functional as F
-from .._checks import pair
+from .._checks import window
 from .module import Module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "MaxUnpool2d"]
 
 
 def _window_config(module, kernel_size, stride, padding):
-    """kernel_size, stride (default: the kernel), padding (at most half the kernel) as pairs."""
-    module.kernel_size = pair(kernel_size, "kernel_size", 1)
-    module.stride = module.kernel_size if stride is None else pair(stride, "stride", 1)
-    module.padding = pair(padding, "padding", 0)
-    for axis in (0, 1):
-        if 2 * module.padding[axis] > module.kernel_size[axis]:
-            raise ValueError(f"padding must be at most half of kernel_size {module.kernel_size}, "
-                             f"got padding {module.padding}")
+    """kernel_size, stride (default: the kernel), padding (at most half the kernel) as pairs.
 
-
-def _check_pool_input(module, x):
-    name = type(module).__name__
-    if x.ndim != 4:
-        raise ValueError(f"{name} expects a 4-D input (N, C, H, W), got shape {x.shape}")
-    for axis, size in ((0, x.shape[2]), (1, x.shape[3])):
-        padded = size + 2 * module.padding[axis]
-        if module.kernel_size[axis] > padded:
-            raise ValueError(f"{name} kernel_size {module.kernel_size} is larger than the padded input: "
-                             f"input {x.shape[2:]} with padding {module.padding} gives {padded} along "
-                             f"{'H' if axis == 0 else 'W'}")
+    The layer validates only this configuration; the input (its dtype, rank and whether
+    the window fits) is checked once, by the functional op it calls.
+    """
+    module.kernel_size, module.stride, module.padding = window(kernel_size, stride, padding)
 
 
 class _Pool2d(Module):
@@ -77,7 +63,6 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         x = self._as_input(x)
-        _check_pool_input(self, x)
         out, indices, ctx = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
         self._save_for_backward(out, ctx)
         return (out, indices) if self.return_indices else out
@@ -120,7 +105,6 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         x = self._as_input(x)
-        _check_pool_input(self, x)
         out, ctx = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
         self._save_for_backward(out, ctx)
         return out

@@ -287,7 +287,8 @@ def gemm_conv_transpose2d_backward(im2col, x, weight, grad_output, grad_input, g
     w2, x3, gw2 = weight.reshape(C_in, K), x.reshape(N, C_in, L), grad_weight.reshape(C_in, K)
     gi3 = grad_input.reshape(N, C_in, L)
     if grad_bias is not None:
-        _sum_channels(grad_output.reshape(N, C_out, -1), grad_bias)
+        # (an explicit size: reshape's -1 cannot be inferred when N = 0)
+        _sum_channels(grad_output.reshape(N, C_out, grad_output.shape[2] * grad_output.shape[3]), grad_bias)
     gw2[...] = 0
     nb = _chunk(N, (K + C_in) * L, x.dtype)
     cols_buf, xt_buf = np.empty(K * nb * L, x.dtype), np.empty(C_in * nb * L, x.dtype)
