@@ -192,7 +192,7 @@ def use_backend(name):
 
 # ---- threads (the policy lives in threads.py) -----------------------------------------------
 
-from .threads import get_num_threads, set_num_threads, threads_for  # noqa: E402,F401
+from .threads import get_num_threads, kernel_threads, set_num_threads, threads_for  # noqa: E402,F401
 
 
 # ---- bring your own kernel (dlcore/backends/user.py) --------------------------------------
