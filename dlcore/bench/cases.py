@@ -466,7 +466,7 @@ def _lenet_step_case():
     )
 
 
-_MNIST_CACHE = {}
+_MNIST_CACHE: dict = {}
 
 
 def _mnist_like():
