@@ -562,7 +562,7 @@ def _lenet_step_case():
     )
 
 
-_MNIST_CACHE = {}
+_MNIST_CACHE: dict = {}
 
 
 def _mnist_like():

@@ -2,7 +2,7 @@
 
 * :class:`Perceptron`, :class:`Adaline`, :class:`LogisticRegression`,
   :class:`SoftmaxRegression` -- ``fit(X, y)`` / ``predict(X)`` (/ ``predict_proba``).
-* :func:`MLP`, :func:`LeNet5`, :class:`Autoencoder`, :func:`ResNet` -- ``nn.Module``s to
+* :func:`MLP`, :func:`LeNet5`, :class:`Autoencoder`, :func:`ResNet` -- ``nn.Module`` objects to
   train with :class:`dlcore.train.Trainer`.
 """
 from .linear_models import Adaline, LogisticRegression, Perceptron, SoftmaxRegression

@@ -304,7 +304,8 @@ class Trainer:
         if has_acc:
             logs["accuracy"] = correct / max(seen, 1)
         if validation_data is not None:
-            val = self.evaluate(*validation_data, batch_size=max(256, loader.batch_size))
+            X_val, y_val = validation_data
+            val = self.evaluate(X_val, y_val, batch_size=max(256, loader.batch_size))
             logs.update({f"val_{k}": v for k, v in val.items()})
         lr = getattr(self.optimizer, "lr", None)
         if isinstance(lr, (int, float)):
