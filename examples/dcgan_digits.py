@@ -26,7 +26,7 @@ from _digits_common import OUTPUT, Timer, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=1500, help="training rounds (a D step and a G step on 64 images)")
-parser.add_argument("--channels", type=int, default=32)
+parser.add_argument("--channels", type=int, default=16)
 parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
 args = parser.parse_args()
 
