@@ -15,3 +15,11 @@ try:  # the builders need dlcore.nn's layers
     __all__ += ["Autoencoder", "GlobalAvgPool2d", "LeNet5", "MLP", "ResNet"]
 except ImportError:  # pragma: no cover - only while the layers are missing
     pass
+
+try:  # generative models: VAE and DCGAN (see dlcore.models.generative; diffusion is dlcore.diffusion)
+    from .generative import (  # noqa: F401
+        VAE, DCGANDiscriminator, DCGANGenerator, GaussianKL, Reparameterize, gan_train_step)
+
+    __all__ += ["DCGANDiscriminator", "DCGANGenerator", "GaussianKL", "Reparameterize", "VAE", "gan_train_step"]
+except ImportError:  # pragma: no cover - only while the layers are missing
+    pass
