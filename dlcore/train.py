@@ -25,6 +25,7 @@ The reported training ``loss`` includes the penalty (it is what is minimized);
 """
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -374,8 +375,11 @@ class _Progress:
             self.stream.flush()
 
     def close(self, postfix=None):
-        if not self.enabled:
-            return
+        if self.enabled:
+            self._close(postfix)
+        self.closed = True  # last: a Ctrl-C inside _close leaves it False (see _end_bar_line)
+
+    def _close(self, postfix):
         if self.bar is not None:
             if postfix:
                 self.bar.set_postfix_str(postfix, refresh=True)
@@ -384,6 +388,47 @@ class _Progress:
         line = postfix if postfix else self._postfix
         self.stream.write(f"\r{self.desc} [{'=' * 20}] {self.count}/{self.total} {line}\n")
         self.stream.flush()
+
+
+def _close_epoch_bar(bar, logs, seen):
+    """End an epoch's bar with its metrics: on the bar's line when that fits the terminal,
+    else on a line of their own (a terminal or tqdm would cut the end of a long line,
+    which is where the validation metrics are)."""
+    rate = f"{seen / logs['time']:.0f} samples/s {logs['time']:.2f}s"
+    summary = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k not in ("lr", "time"))
+    # the plain bar's line; tqdm's adds a percentage, times and brackets (about 40 more)
+    line = f"{bar.desc} [{'=' * 20}] {bar.count}/{bar.total} {summary} {rate}"
+    if len(line) + (40 if bar.bar is not None else 0) < shutil.get_terminal_size((80, 24)).columns:
+        bar.close(f"{summary} {rate}")
+        return
+    bar.close(rate)
+    if bar.enabled:
+        print(f"  {summary}", file=bar.stream, flush=True)
+
+
+def _end_bar_line(bar):
+    """After Ctrl-C inside an epoch: close its bar so that what follows starts a new line."""
+    if bar is None or not bar.enabled or getattr(bar, "closed", False):
+        return  # no bar, or it closed already (interrupted after the epoch)
+    if bar.bar is not None and not bar.bar.disable:  # (tqdm sets disable once it starts closing)
+        bar.bar.close()
+    else:
+        bar.stream.write("\n")
+        bar.stream.flush()
+
+
+def _check_optimizer_params(optimizer, model, loss_fn):
+    """An optimizer built over another model's parameters would train nothing, silently."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list):
+        return  # not a dlcore optimizer: nothing to check
+    ours = {id(p) for p in model.parameters()} | {id(p) for p in loss_fn.parameters()}
+    foreign = sum(1 for g in groups for p in g.get("params", ()) if id(p) not in ours)
+    if foreign:
+        total = sum(len(g.get("params", ())) for g in groups)
+        raise ValueError(
+            f"optimizer updates {foreign} of its {total} parameters that are not the model's: build it "
+            "over this model's parameters, e.g. optim.Adam(model.parameters())")
 
 
 # ---------------------------------------------------------------------------------------
@@ -466,6 +511,7 @@ class Trainer:
         if not isinstance(self.loss_fn, nn.Module):
             raise TypeError(f"loss_fn must be a dlcore loss Module, got {describe(self.loss_fn)}")
         self.optimizer = optimizer if optimizer is not None else optim.Adam(model.parameters(), lr=1e-3)
+        _check_optimizer_params(self.optimizer, model, self.loss_fn)
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
@@ -571,6 +617,9 @@ class Trainer:
         try:
             with blas_limit(getattr(self, "blas_threads", "auto")):
                 self._epochs(loader, epochs, validation_data, show)
+        except KeyboardInterrupt:
+            _end_bar_line(getattr(self, "_bar", None))
+            raise
         finally:
             self.model.eval()
         self._call("on_train_end")
@@ -591,7 +640,7 @@ class Trainer:
     def _run_epoch(self, loader, epoch, epochs, validation_data, show):
         self.model.train()
         self._call("on_epoch_begin", epoch)
-        bar = _Progress(len(loader), f"Epoch {epoch}/{epochs}", show, self.stream)
+        bar = self._bar = _Progress(len(loader), f"Epoch {epoch}/{epochs}", show, self.stream)
         start = time.perf_counter()
         total_loss = 0.0
         seen = 0
@@ -627,8 +676,7 @@ class Trainer:
         if isinstance(lr, (int, float)):
             logs["lr"] = float(lr)
         logs["time"] = time.perf_counter() - start
-        summary = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k not in ("lr", "time"))
-        bar.close(f"{summary} {seen / logs['time']:.0f} samples/s {logs['time']:.2f}s")
+        _close_epoch_bar(bar, logs, seen)
         return logs
 
     def evaluate(self, X, y, batch_size=256):

@@ -149,7 +149,17 @@ def _check_name(name):
     return name
 
 
-_active = _check_name(os.environ.get("DLCORE_BACKEND") or available_backends()[0])
+def _default_backend():
+    """DLCORE_BACKEND if it names a usable backend; else a warning and the default (import never fails)."""
+    wanted = os.environ.get("DLCORE_BACKEND", "").strip()
+    if wanted and wanted not in _backends:
+        warnings.warn(f"ignoring DLCORE_BACKEND={wanted!r}: expected one of {available_backends()}; "
+                      f"using {available_backends()[0]!r}", RuntimeWarning, stacklevel=3)
+        wanted = ""
+    return wanted or available_backends()[0]
+
+
+_active = _default_backend()
 
 
 def set_backend(name):
