@@ -234,9 +234,21 @@ def _c_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', "'") + '"'
 
 
+def _check_scipy_blas(stems):
+    """conv.pyx calls BLAS through scipy.linalg.cython_blas: SciPy is a build dependency."""
+    if "conv" not in stems:
+        return
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(f"building dlcore's convolution needs SciPy (for scipy.linalg.cython_blas): "
+                           f"pip install scipy ({exc})") from None
+
+
 def extensions():
     only = [s for s in os.environ.get("DLCORE_ONLY", "").split(",") if s]
     stems = [s for s in KERNEL_STEMS if not only or s in only]
+    _check_scipy_blas(stems)
     exts = [
         Extension(f"dlcore.backends.cython_kernels.{stem}", [f"src/dlcore/{stem}.pyx"])
         for stem in stems

@@ -20,17 +20,7 @@ import contextlib
 import os
 import warnings
 
-# GNU OpenMP's default wait policy keeps idle workers spinning after each parallel region,
-# taking the cores that OpenBLAS needs for the GEMM that follows (conv = im2col + GEMM) and
-# that other processes need on a shared machine. Measured on 2 cores: conv steps ~8x slower
-# and a 1e6 Adam step 41 ms vs 4 ms. The runtime reads this once, when it loads, so it must
-# be set before the compiled kernels import; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# False only when the user asked for spinning workers; code that alternates OpenMP regions
-# with BLAS calls then keeps one of the two pools to a single thread.
-OPENMP_WORKERS_SLEEP = os.environ["OMP_WAIT_POLICY"].strip().upper() == "PASSIVE"
-
-from . import numpy_kernels  # noqa: E402  (after the setting: its conv drivers read it)
+from . import numpy_kernels
 
 
 # One tuple of kernel names per compiled stem (src/dlcore/<stem>.pyx). Both backends

@@ -535,7 +535,7 @@ def _lenet_trainer(kind):
         optimizer.zero_grad()
         logits = model(x)
         loss = criterion(logits, y)
-        model.backward(criterion.backward())
+        model.backward(criterion.backward(), input_grad=False)  # as torch: the data needs no gradient
         optimizer.step()
         return logits, loss
     return step

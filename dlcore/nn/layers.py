@@ -391,9 +391,25 @@ class Sequential(Module):
         self._save_for_backward(x, None)
         return x
 
-    def backward(self, grad_output: Array) -> Array:
+    #: backward(grad, input_grad=False) is understood (see below)
+    accepts_input_grad = True
+
+    def backward(self, grad_output: Array, input_grad: bool = True) -> Optional[Array]:
+        """Backpropagate through the layers, last first; returns dL/dinput.
+
+        ``input_grad=False``: the caller needs no dL/dinput (the input is data). The first
+        layer is then asked not to compute it when it can (a Conv2d skips a third of its
+        backward), and None is returned.
+        """
         grad, _ = self._saved_for_backward(grad_output)
-        for module in reversed(self._layers()):
+        modules = self._layers()
+        for i, module in reversed(list(enumerate(modules))):
+            if i == 0 and not input_grad:
+                if getattr(module, "accepts_input_grad", False):
+                    module.backward(grad, input_grad=False)
+                else:
+                    module.backward(grad)
+                return None
             grad = module.backward(grad)
         return grad
 
