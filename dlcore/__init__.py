@@ -40,3 +40,11 @@ __all__ = [
     "set_num_threads",
     "use_backend",
 ]
+
+# Tools for learners: a divergence locator, a per-layer profiler, export (dlcore.export),
+# and the kernel checker dlcore.verify (imported on use).
+from .compare import compare_with_torch  # noqa: E402
+from .profiling import profile  # noqa: E402
+from . import export  # noqa: E402
+
+__all__ += ["compare_with_torch", "export", "profile"]

@@ -51,10 +51,12 @@ def _check_pair(y_true, y_pred):
 def accuracy_score(y_true, y_pred, normalize=True):
     """Fraction of exactly right predictions (their count with ``normalize=False``)."""
     y_true, y_pred = _check_pair(y_true, y_pred)
+    if not y_true.size:  # as scikit-learn: the accuracy of nothing is undefined
+        raise ValueError("y_true and y_pred are empty: accuracy needs at least one sample")
     correct = y_true == y_pred
     if not normalize:
         return int(correct.sum())
-    return float(correct.mean()) if correct.size else 0.0
+    return float(correct.mean())
 
 
 def confusion_matrix(y_true, y_pred, labels=None):
@@ -179,3 +181,9 @@ def fbeta_score(y_true, y_pred, beta, average="binary", pos_label=1, zero_divisi
 def f1_score(y_true, y_pred, average="binary", pos_label=1, zero_division=0.0):
     """``F_1 = 2 P R / (P + R)``, the harmonic mean of precision and recall."""
     return _prf(y_true, y_pred, 1.0, average, pos_label, zero_division)[2]
+
+
+# Generative-model metrics live in their own module (dlcore/metrics_fid.py).
+from .metrics_fid import frechet_distance  # noqa: E402
+
+__all__ += ["frechet_distance"]

@@ -13,12 +13,22 @@ File layout (a standard NumPy ``.npz``, i.e. a zip of ``.npy`` members):
   checked.
 
 ``np.load(..., allow_pickle=False)`` reads the members, so loading never runs code.
+
+Writing is atomic: the archive goes to a hidden temporary file next to ``path``,
+``.<name>.dlcore-<pid>-<random>.tmp``, which is then renamed over ``path``. A writer
+killed before the rename leaves its temporary file behind; the next successful save of
+the same ``path`` removes those whose writing process no longer exists (and, from older
+versions, ``.<name>.<random>.tmp`` files more than an hour old). The file gets the mode
+``np.savez`` would give it (``0666`` less the umask, usually ``0644``), or the mode of the
+file it replaces.
 """
 import hashlib
 import json
 import numbers
 import os
-import tempfile
+import re
+import secrets
+import time
 
 import numpy as np
 
@@ -30,8 +40,20 @@ _FORMAT = "dlcore-save-1"
 class _Encoder:
     def __init__(self):
         self.arrays = []
+        self.open = set()  # ids of the containers being encoded, to catch a reference cycle
 
     def node(self, value, where):
+        if isinstance(value, (dict, list, tuple)):
+            if id(value) in self.open:
+                raise ValueError(f"cannot save {where}: it contains itself (a reference cycle)")
+            self.open.add(id(value))
+            try:
+                return self._container(value, where)
+            finally:
+                self.open.discard(id(value))
+        return self._leaf(value, where)
+
+    def _leaf(self, value, where):
         if value is None or isinstance(value, (bool, str)):
             return value
         if isinstance(value, np.ndarray):
@@ -42,6 +64,12 @@ class _Encoder:
             return int(value)
         if isinstance(value, float):
             return float(value)
+        raise TypeError(
+            f"cannot save {type(value).__name__} at {where}: leaves must be ndarrays, int, float, bool, "
+            "str, None, or lists/tuples/dicts of those"
+        )
+
+    def _container(self, value, where):
         if isinstance(value, dict):
             items = []
             for key, item in value.items():
@@ -51,13 +79,8 @@ class _Encoder:
                     raise TypeError(f"dict keys must be str or int, got {type(key).__name__} {key!r} in {where}")
                 items.append([key, self.node(item, f"{where}[{key!r}]")])
             return {"dict": items}
-        if isinstance(value, (list, tuple)):
-            kind = "tuple" if isinstance(value, tuple) else "list"
-            return {kind: [self.node(item, f"{where}[{i}]") for i, item in enumerate(value)]}
-        raise TypeError(
-            f"cannot save {type(value).__name__} at {where}: leaves must be ndarrays, int, float, bool, "
-            "str, None, or lists/tuples/dicts of those"
-        )
+        kind = "tuple" if isinstance(value, tuple) else "list"
+        return {kind: [self.node(item, f"{where}[{i}]") for i, item in enumerate(value)]}
 
     def _array(self, array, where):
         if array.dtype.hasobject:
@@ -76,29 +99,90 @@ def _checksum(structure_bytes, arrays):
     return digest.hexdigest()
 
 
+_TEMP = re.compile(r"\.dlcore-(\d+)-[0-9a-f]{16}\.tmp")  # after ".<name>": ours, with the writer's pid
+_LEGACY_TEMP = re.compile(r"\.[a-z0-9_]{8}\.tmp")     # after ".<name>": tempfile.mkstemp's, before
+_LEGACY_AGE = 3600.0  # seconds; an older legacy temporary file has no live writer left
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists under another user, or cannot tell: keep its file
+    return True
+
+
+def _remove_stale_temps(directory, name):
+    """Remove what killed saves of ``name`` left in ``directory`` (see the module docstring).
+
+    Only names of our own pattern are considered: a pid-tagged file whose process is gone,
+    or a legacy one untouched for an hour. Another process still writing keeps its file.
+    """
+    prefix = f".{name}"
+    try:
+        entries = [e for e in os.listdir(directory) if e.startswith(prefix)]
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        rest = entry[len(prefix):]
+        full = os.path.join(directory, entry)
+        ours = _TEMP.fullmatch(rest)
+        try:
+            if ours:
+                stale = int(ours.group(1)) != os.getpid() and not _pid_alive(int(ours.group(1)))
+            elif _LEGACY_TEMP.fullmatch(rest):
+                stale = now - os.lstat(full).st_mtime > _LEGACY_AGE
+            else:
+                continue
+            if stale:
+                os.unlink(full)
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+def _new_file_mode(path):
+    """The mode a plain ``open(path, "w")`` would leave: the old file's, else 0666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return None  # os.open below applies the umask to 0o666
+
+
 def save(obj, path):
     """Write ``obj`` to exactly ``path`` as one ``.npz`` (no suffix added), atomically.
 
     ``obj``: a dict (nesting allowed) whose leaves are ndarrays, Python ``int``/``float``/
     ``bool``/``str``/``None``, or lists/tuples of those (e.g. a model's ``state_dict()`` and
-    an optimizer's ``state_dict()`` together). Other leaves raise TypeError naming where.
+    an optimizer's ``state_dict()`` together). Other leaves raise TypeError naming where;
+    a container that contains itself raises ValueError.
     The file is first written to a temporary file in the same directory, then renamed
-    over ``path``: a crash never leaves a half-written file under ``path``.
+    over ``path``: a crash never leaves a half-written file under ``path``, and temporary
+    files that killed saves of ``path`` left behind are removed after the rename.
     """
     path = os.fspath(path)
     if not isinstance(path, str):
         raise TypeError(f"path must be a str or PathLike, got {type(path).__name__}")
     encoder = _Encoder()
-    structure = {"format": _FORMAT, "root": encoder.node(obj, "obj")}
-    structure_bytes = json.dumps(structure, allow_nan=True).encode("utf-8")
+    try:
+        structure = {"format": _FORMAT, "root": encoder.node(obj, "obj")}
+        structure_bytes = json.dumps(structure, allow_nan=True).encode("utf-8")
+    except RecursionError:
+        raise ValueError("cannot save obj: it is nested too deeply") from None
     members = {f"a{i}": a for i, a in enumerate(encoder.arrays)}
     members["__structure__"] = np.frombuffer(structure_bytes, dtype=np.uint8)
     members["__checksum__"] = np.frombuffer(_checksum(structure_bytes, encoder.arrays).encode("ascii"), dtype=np.uint8)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{name}.dlcore-{os.getpid()}-{secrets.token_hex(8)}.tmp")
+    mode = _new_file_mode(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
+            if mode is not None and hasattr(os, "fchmod"):
+                os.fchmod(handle.fileno(), mode)
             np.savez(handle, allow_pickle=False, **members)
             handle.flush()
             os.fsync(handle.fileno())
@@ -109,6 +193,7 @@ def save(obj, path):
         except OSError:
             pass
         raise
+    _remove_stale_temps(directory, name)
 
 
 def _decode(node, arrays, where):

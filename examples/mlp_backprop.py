@@ -15,10 +15,13 @@ from dlcore.data import StandardScaler, load_digits, train_test_split
 from dlcore.models import MLP
 from dlcore.train import Trainer
 
+from _example import epochs, figure, head, save
+
 dlcore.manual_seed(0)
 X, y = load_digits()
 X = X.reshape(len(X), -1)
 X_tr, X_te, y_tr, y_te = train_test_split(X, y, seed=0, stratify=True)
+X_tr, y_tr = head(X_tr, y_tr)
 scaler = StandardScaler().fit(X_tr)
 X_tr, X_te = scaler.transform(X_tr).astype(np.float32), scaler.transform(X_te).astype(np.float32)
 
@@ -60,6 +63,12 @@ print("gradcheck of the whole model:", dlcore.gradcheck(model, xb[:3]))
 # ---- training with the Trainer ------------------------------------------------------------
 model = MLP([64, 128, 64, 10])
 trainer = Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=1e-3), progress=False)
-history = trainer.fit(X_tr, y_tr, epochs=20, batch_size=32, seed=0, validation_data=(X_te, y_te))
-for e in (1, 5, 10, 20):
+history = trainer.fit(X_tr, y_tr, epochs=epochs(20), batch_size=32, seed=0, validation_data=(X_te, y_te))
+for e in sorted({1, 5, 10, len(history)} & set(history.epoch)):
     print(f"epoch {e:2d}: loss {history['loss'][e - 1]:.4f}, test accuracy {history['val_accuracy'][e - 1]:.4f}")
+
+fig, ax = figure(1, 2, figsize=(10, 3.5))
+if fig is not None:
+    history.plot(ax=ax)
+    fig.suptitle("MLP 64-128-64-10 on the digits: loss and accuracy per epoch")
+save(fig)

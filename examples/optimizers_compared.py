@@ -13,9 +13,12 @@ from dlcore.data import StandardScaler, load_digits, train_test_split
 from dlcore.models import MLP
 from dlcore.train import Trainer
 
+from _example import epochs as n_epochs, figure, head, save
+
 X, y = load_digits()
 X = X.reshape(len(X), -1)
 X_tr, X_te, y_tr, y_te = train_test_split(X, y, seed=0, stratify=True)
+X_tr, y_tr = head(X_tr, y_tr)
 scaler = StandardScaler().fit(X_tr)
 X_tr, X_te = scaler.transform(X_tr).astype(np.float32), scaler.transform(X_te).astype(np.float32)
 
@@ -30,7 +33,8 @@ setups = {
     "Adam lr=1e-3": lambda p: optim.Adam(p, lr=1e-3),
     "AdamW lr=1e-3": lambda p: optim.AdamW(p, lr=1e-3),
 }
-epochs = 8
+epochs = n_epochs(8)
+fig, ax = figure(figsize=(7, 4.5))
 print(f"{'optimizer':18s} " + " ".join(f"ep{e:<4d}" for e in range(1, epochs + 1)) + " test acc")
 for name, make in setups.items():
     model = MLP([64, 64, 10])
@@ -39,3 +43,9 @@ for name, make in setups.items():
     history = trainer.fit(X_tr, y_tr, epochs=epochs, batch_size=32, seed=1)
     acc = trainer.evaluate(X_te, y_te)["accuracy"]
     print(f"{name:18s} " + " ".join(f"{v:.3f}" for v in history["loss"]) + f"  {acc:.4f}")
+    if fig is not None:
+        ax.plot(history.epoch, history["loss"], marker="o", label=f"{name} (test acc {acc:.3f})")
+if fig is not None:
+    ax.set(title="one initial MLP, seven optimizers", xlabel="epoch", ylabel="training loss", yscale="log")
+    ax.legend(fontsize=8)
+save(fig)

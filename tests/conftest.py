@@ -1,5 +1,11 @@
-"""Shared fixtures: every kernel and layer test runs on every backend, dtype and thread count."""
+"""Shared fixtures (every kernel and layer test runs on every backend, dtype and thread count)
+and the suite's hooks: the ``torch`` marker, and CI's check that the oracle tests ran.
+
+Helpers that test files import (tolerances, finite differences, the torch module) are in
+``helpers.py``; test files never import this file.
+"""
 import os
+import types
 
 import numpy as np
 import pytest
@@ -7,6 +13,7 @@ from hypothesis import HealthCheck, settings
 
 import dlcore
 from dlcore import backends
+from helpers import torch
 
 # Compiled first calls and hypothesis' shrinking are slow on a shared 2-core machine.
 settings.register_profile(
@@ -14,9 +21,6 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("dlcore"), max_examples=60)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dlcore"))
-
-RTOL = {np.float32: 1e-5, np.float64: 1e-10}
-ATOL = {np.float32: 1e-6, np.float64: 1e-12}
 
 BACKENDS = dlcore.available_backends()
 if os.environ.get("DLCORE_REQUIRE_COMPILED") == "1":
@@ -53,25 +57,6 @@ def _seed():
     dlcore.manual_seed(0)
 
 
-def assert_close(actual, expected, dtype=np.float64, scale=1.0, err_msg=""):
-    """Compare with the dtype's tolerance table (scale loosens it for long reductions)."""
-    dtype = np.dtype(dtype).type
-    np.testing.assert_allclose(
-        actual, expected, rtol=RTOL[dtype] * scale, atol=ATOL[dtype] * scale, err_msg=err_msg
-    )
-
-
-torch = None
-try:  # the oracle; CI installs it, so these tests run there
-    import torch  # noqa: F811
-
-    torch.set_num_threads(2)
-except ImportError:
-    pass
-
-requires_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
-
-
 @pytest.fixture
 def one_thread():
     """Run dlcore's kernels and torch with one thread (layer tests use it: thread-count
@@ -87,22 +72,72 @@ def one_thread():
         torch.set_num_threads(previous[1])
 
 
-def numeric_grad(f, x, eps=1e-6):
-    """dF/dx by central differences, F = f(x) a scalar; x is perturbed in place and restored."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        hi = f(x)
-        x[i] = old - eps
-        lo = f(x)
-        x[i] = old
-        grad[i] = (hi - lo) / (2 * eps)
-    return grad
+@pytest.fixture(name="torch")
+def torch_fixture():
+    """The torch module (tests using this fixture are marked ``torch`` and skipped without it)."""
+    return torch
 
 
-def pytest_collection_finish(session):
-    """CI sets DLCORE_MIN_TESTS: collecting fewer tests than that means a broken suite, not a green one."""
-    minimum = int(os.environ.get("DLCORE_MIN_TESTS", "0"))
-    if len(session.items) < minimum:
-        raise pytest.UsageError(f"collected only {len(session.items)} tests, expected at least {minimum}")
+# ---- the torch marker ----------------------------------------------------------------------------
+def _mentions_torch(code):
+    """True when a code object (or one nested in it: a lambda, a comprehension) names ``torch``."""
+    if "torch" in code.co_names:
+        return True
+    return any(_mentions_torch(c) for c in code.co_consts if isinstance(c, types.CodeType))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every torch test ``torch`` (explicitly marked, using the fixture, or naming the
+    module in its body) and skip those tests when torch is absent."""
+    skip = pytest.mark.skip(reason="torch is not installed")
+    for item in items:
+        function = getattr(item, "function", None)
+        uses = "torch" in getattr(item, "fixturenames", ()) or (
+            function is not None and _mentions_torch(function.__code__)
+        )
+        if uses and item.get_closest_marker("torch") is None:
+            item.add_marker(pytest.mark.torch)
+        if torch is None and item.get_closest_marker("torch") is not None:
+            item.add_marker(skip)
+
+
+# ---- CI: the oracle must have run ----------------------------------------------------------------
+_oracle = {"passed": 0, "skipped": 0}
+
+
+def pytest_runtest_logreport(report):
+    if "torch" in report.keywords and (report.when == "call" or report.skipped):
+        if report.passed:
+            _oracle["passed"] += 1
+        elif report.skipped and "torch" in str(report.longrepr):
+            _oracle["skipped"] += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With DLCORE_REQUIRE_ORACLE=1 (CI), a run where no torch-marked test passed, or where
+    any was skipped, fails: a green suite that never compared against torch proves little."""
+    if os.environ.get("DLCORE_REQUIRE_ORACLE") != "1" or exitstatus not in (0,):
+        return
+    if _oracle["passed"] == 0 or _oracle["skipped"]:
+        _oracle["failure"] = (f"DLCORE_REQUIRE_ORACLE=1: {_oracle['passed']} torch-oracle tests passed "
+                              f"and {_oracle['skipped']} were skipped for lack of torch; every one must run")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if os.environ.get("DLCORE_REQUIRE_ORACLE") == "1":
+        if "failure" in _oracle:
+            terminalreporter.write_line(_oracle["failure"], red=True)
+        else:
+            terminalreporter.write_line(f"torch oracle: {_oracle['passed']} tests passed")
+
+
+@pytest.fixture(autouse=True)
+def _exact_threads():
+    """Tests run exactly the threads they set: no reduction on a busy machine
+    (dlcore.backends.threads.DYNAMIC; tests/test_threads.py tests that rule itself)."""
+    from dlcore.backends import threads
+
+    previous, threads.DYNAMIC = threads.DYNAMIC, False
+    yield
+    threads.DYNAMIC = previous

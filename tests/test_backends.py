@@ -12,9 +12,26 @@ from dlcore import backends
 
 @pytest.mark.parametrize("name", dlcore.available_backends())
 def test_every_kernel_present(name):
+    # Each registered kernel must be the implementation module's own function, not the
+    # placeholder the registry installs for a missing one (which raises when called).
+    module = backends.numpy_kernels if name == "numpy" else backends.cython_kernels
     be = backends.backend(name)
-    missing = [k for k in backends.KERNEL_NAMES if getattr(be, k).__name__ == "missing"]
+    missing = [k for k in backends.KERNEL_NAMES if getattr(module, k, None) is None]
     assert missing == [], f"{name} backend lacks {missing}"
+    replaced = [k for k in backends.KERNEL_NAMES if getattr(be, k) is not getattr(module, k)]
+    assert replaced == [], f"{name} backend registers placeholders for {replaced}"
+
+
+def test_a_missing_kernel_is_detected_and_raises():
+    # the check above can fail: a namespace lacking a kernel gets a raising placeholder
+    import types
+
+    namespace = types.SimpleNamespace(**{k: getattr(backends.numpy_kernels, k) for k in backends.KERNEL_NAMES[1:]})
+    be = backends.Backend("partial", namespace, openmp=False)
+    first = backends.KERNEL_NAMES[0]
+    assert getattr(be, first) is not getattr(backends.numpy_kernels, first)
+    with pytest.raises(NotImplementedError, match=first):
+        getattr(be, first)()
 
 
 @pytest.mark.skipif("cython" not in dlcore.available_backends(), reason="compiled backend not built")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import dlcore
+from helpers import requires_sklearn
 from dlcore.__main__ import main
 from dlcore.cli_train import add_parser
 
-pytest.importorskip("sklearn")
 
 
 def _run(capsys, *argv):
@@ -35,6 +35,7 @@ def test_add_parser_registers_train_with_its_options():
         parser.parse_args(["train", "--model", "vgg"])
 
 
+@requires_sklearn
 def test_softmax_run_prints_accuracy_confusion_matrix_and_epoch_time(capsys, tmp_path):
     path = tmp_path / "softmax.npz"
     code, out, _ = _run(capsys, "--model", "softmax", "--epochs", "3", "--backend", "numpy",
@@ -51,6 +52,7 @@ def test_softmax_run_prints_accuracy_confusion_matrix_and_epoch_time(capsys, tmp
     assert saved["model"]["1.weight"].shape == (10, 64)
 
 
+@requires_sklearn
 @pytest.mark.skipif("cython" not in dlcore.available_backends(), reason="needs the compiled backend")
 def test_compare_numpy_prints_a_speedup(capsys):
     code, out, _ = _run(capsys, "--model", "softmax", "--epochs", "1", "--backend", "cython",
@@ -90,6 +92,7 @@ def test_errors_give_exit_code_2_and_a_message(capsys, tmp_path):
     assert code == 2 and "train-images-idx3-ubyte" in err
 
 
+@requires_sklearn
 @pytest.mark.slow
 def test_default_run_lenet5_on_digits_reaches_98_percent(capsys):
     """The main job as shipped: LeNet-5, digits 28x28, 25 % held out, compiled backend."""

@@ -9,7 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import assert_close, requires_torch, torch
+from helpers import assert_close, numeric_grad, requires_torch, torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -364,20 +364,6 @@ def test_empty_batch(backend):
 
 # ---- 4. finite differences (float64) -------------------------------------------------------
 
-def _numeric_grad(f, arr, eps=1e-6):
-    grad = np.zeros_like(arr)
-    flat, gflat = arr.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
-        up = f()
-        flat[i] = old - eps
-        down = f()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("stride, padding, dilation, groups", [
     (1, 0, 1, 1), ((2, 1), (1, 2), 1, 1), (3, 1, 1, 1), (1, 1, 2, 2), ((2, 1), (2, 0), (1, 2), 4)])
 def test_conv2d_gradients_finite_differences(backend, rng, stride, padding, dilation, groups):
@@ -387,7 +373,7 @@ def test_conv2d_gradients_finite_differences(backend, rng, stride, padding, dila
     gx, gw, gb = F.conv2d_backward(g, ctx)
     loss = lambda: float(np.sum(F.conv2d(x, w, b, stride, padding, dilation, groups) * g))  # noqa: E731
     for analytic, param in ((gx, x), (gw, w), (gb, b)):
-        np.testing.assert_allclose(analytic, _numeric_grad(loss, param), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(analytic, numeric_grad(lambda _: loss(), param), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("stride, padding, output_padding, groups, dilation", [
@@ -401,7 +387,7 @@ def test_conv_transpose2d_gradients_finite_differences(backend, rng, stride, pad
     gx, gw, gb = F.conv_transpose2d_backward(g, ctx)
     loss = lambda: float(np.sum(F.conv_transpose2d(x, w, b, *args) * g))  # noqa: E731
     for analytic, param in ((gx, x), (gw, w), (gb, b)):
-        np.testing.assert_allclose(analytic, _numeric_grad(loss, param), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(analytic, numeric_grad(lambda _: loss(), param), rtol=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(3, 1, 1), ((2, 3), (2, 1), (0, 2)), (2, 3, 1)])
@@ -415,7 +401,7 @@ def test_fold_is_adjoint_of_unfold(backend, rng, kernel, stride, padding):
     # and the gradient of <unfold(x), c> with respect to x, by finite differences, is fold(c)
     xs = x[:1, :1].copy()
     cs = c[:1, : cols.shape[1] // 3]
-    num = _numeric_grad(lambda: float(np.vdot(F.unfold(xs, kernel, stride, padding), cs)), xs)
+    num = numeric_grad(lambda _: float(np.vdot(F.unfold(xs, kernel, stride, padding), cs)), xs)
     np.testing.assert_allclose(F.fold(cs, (7, 6), kernel, stride, padding), num, rtol=1e-7, atol=1e-9)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import dlcore
+from helpers import requires_sklearn
 from dlcore.data import (
     Compose,
     DataLoader,
@@ -24,7 +25,6 @@ from dlcore.data import (
     train_test_split,
 )
 
-sklearn = pytest.importorskip("sklearn")
 
 
 # ---- DataLoader ---------------------------------------------------------------------------
@@ -113,6 +113,7 @@ def test_one_hot_matches_the_notes_examples():
     ["yes"] * 4,
     [0, 4, 2, 2, 9, 4, 0],
 ])
+@requires_sklearn
 def test_label_binarizer_matches_sklearn(data):
     from sklearn.preprocessing import LabelBinarizer as SkLB
 
@@ -136,6 +137,7 @@ def test_label_binarizer_notes_example_and_errors():
 
 
 # ---- train_test_split ---------------------------------------------------------------------
+@requires_sklearn
 @pytest.mark.parametrize("n,test_size", [(10, 0.25), (11, 0.3), (1797, 0.25), (7, 0.5), (20, 3)])
 def test_split_sizes_match_sklearn(n, test_size):
     from sklearn.model_selection import train_test_split as sk_split
@@ -169,6 +171,7 @@ def test_split_seed_and_stratify():
 
 
 # ---- StandardScaler ------------------------------------------------------------------------
+@requires_sklearn
 def test_standard_scaler_matches_sklearn_and_handles_constant_features(rng):
     from sklearn.preprocessing import StandardScaler as SkScaler
 
@@ -272,6 +275,7 @@ def test_load_npz_roundtrip_and_corruption(tmp_path):
 
 
 # ---- digits and resizing --------------------------------------------------------------------
+@requires_sklearn
 def test_load_digits_shapes_and_values():
     X, y = load_digits()
     assert X.shape == (1797, 1, 8, 8) and X.dtype == np.float32
@@ -294,7 +298,7 @@ def test_resize_images_constant_and_torch_bilinear(rng):
     assert out.shape == (2, 1, 12, 5)
     # the same size is the identity
     np.testing.assert_allclose(resize_images(X, 8), X, rtol=1e-6)
-    from conftest import torch
+    from helpers import torch
 
     if torch is not None:
         ref = torch.nn.functional.interpolate(torch.tensor(X), size=(28, 28), mode="bilinear",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import dlcore.functional as F
-from conftest import assert_close, numeric_grad, requires_torch, torch
+from helpers import assert_close, numeric_grad, requires_torch, torch
 
 REDUCTIONS = ["mean", "sum", "none"]
 LOSSES = ["mse_loss", "l1_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",

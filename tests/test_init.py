@@ -7,7 +7,7 @@ import pytest
 import dlcore
 from dlcore import nn
 from dlcore.nn import init
-from conftest import requires_torch, torch
+from helpers import requires_torch, torch
 
 SHAPE = (256, 128, 3, 3)  # fan_in = 1152, fan_out = 2304; 294,912 draws
 FAN_IN, FAN_OUT = 128 * 9, 256 * 9

@@ -9,7 +9,7 @@ import pytest
 
 import dlcore
 from dlcore import nn
-from conftest import requires_torch, torch
+from helpers import requires_torch, torch
 
 STEPS = 5
 

@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import requires_torch, torch
+from helpers import requires_torch, torch
 
 import dlcore
 from dlcore import optim

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 import dlcore
+from helpers import requires_sklearn
 from dlcore import nn
 from dlcore.data import StandardScaler, load_breast_cancer, load_digits, train_test_split
 from dlcore.models import Adaline, LogisticRegression, Perceptron, SoftmaxRegression
 
-pytest.importorskip("sklearn")
 
 
 def _separable(seed=0, n=200):
@@ -20,6 +20,7 @@ def _separable(seed=0, n=200):
 
 @pytest.fixture(scope="module")
 def digits():
+    pytest.importorskip("sklearn")  # the dataset ships with scikit-learn
     X, y = load_digits()
     X_tr, X_te, y_tr, y_te = train_test_split(X.reshape(len(X), -1), y, seed=0, stratify=True)
     scaler = StandardScaler().fit(X_tr)
@@ -28,6 +29,7 @@ def digits():
 
 @pytest.fixture(scope="module")
 def cancer():
+    pytest.importorskip("sklearn")  # the dataset ships with scikit-learn
     X, y = load_breast_cancer()
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, seed=0, stratify=True)
     scaler = StandardScaler().fit(X_tr)
@@ -111,6 +113,7 @@ def test_softmax_regression_digits_at_least_95(digits):
     np.testing.assert_array_equal(again.coef_, model.coef_)
 
 
+@requires_sklearn
 def test_softmax_regression_takes_images_and_checks_labels():
     X, y = load_digits()
     model = SoftmaxRegression(epochs=2, seed=0).fit(X[:200], y[:200])

@@ -1,14 +1,10 @@
-"""Conv2d and ConvTranspose2d: finite differences, the torch oracle, init law, errors, odd inputs.
-
-Also defines ``layer_gradcheck``, the small central-difference checker the pooling and
-normalization layer tests import too.
-"""
+"""Conv2d and ConvTranspose2d: finite differences, the torch oracle, init law, errors, odd inputs."""
 import math
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from conftest import assert_close, requires_torch, torch
+from helpers import assert_close, layer_gradcheck, requires_torch, tdtype, torch, torch_state
 
 import dlcore
 from dlcore import nn
@@ -16,61 +12,6 @@ from dlcore import nn
 
 # One thread for layer tests (see conftest.one_thread).
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-# ---- a small central-difference checker ------------------------------------------------------
-def _first(out):
-    return out[0] if isinstance(out, tuple) else out
-
-
-def layer_gradcheck(layer, *inputs, eps=1e-6, atol=1e-6, rtol=1e-5, seed=0):
-    """Check ``layer.backward`` against central differences of L = sum(G * layer(*inputs)).
-
-    Every floating input and every parameter is perturbed entry by entry (in float64);
-    ``G`` is a seeded random upstream gradient. Integer inputs (indices) are passed through.
-    Returns the analytic gradients (inputs first, then parameters) so callers can add checks.
-    """
-    inputs = [np.array(a, dtype=np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a)
-              for a in inputs]
-    out = _first(layer(*inputs))
-    upstream = np.random.default_rng(seed).standard_normal(out.shape)
-    layer.zero_grad()
-    grads = layer.backward(upstream)
-    grads = list(grads) if isinstance(grads, tuple) else [grads]
-    checked = [a for a in inputs if a.dtype.kind == "f"]
-    assert len(grads) == len(checked), "backward must return one gradient per floating input"
-
-    def loss():
-        return float(np.sum(upstream * _first(layer(*inputs))))
-
-    def numeric(array):
-        result = np.zeros(array.shape)
-        flat = array.reshape(-1)  # a view: every array here is a contiguous float64 copy
-        for i in range(flat.size):
-            saved = flat[i]
-            flat[i] = saved + eps
-            plus = loss()
-            flat[i] = saved - eps
-            minus = loss()
-            flat[i] = saved
-            result.flat[i] = (plus - minus) / (2 * eps)
-        return result
-
-    for k, (array, grad) in enumerate(zip(checked, grads)):
-        assert grad.shape == array.shape
-        np.testing.assert_allclose(grad, numeric(array), rtol=rtol, atol=atol, err_msg=f"input {k}")
-    params = list(layer.named_parameters())
-    for name, param in params:
-        np.testing.assert_allclose(param.grad, numeric(param.data), rtol=rtol, atol=atol, err_msg=name)
-    return grads + [p.grad.copy() for _, p in params]
-
-
-def torch_state(module):
-    return {k: v.detach().numpy() for k, v in module.state_dict().items()}
-
-
-def tdtype(dtype):
-    return torch.float64 if dtype == np.float64 else torch.float32
 
 
 # ---- finite differences ------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 import dlcore
 from dlcore import nn
-from conftest import assert_close, requires_torch, torch
+from helpers import assert_close, requires_torch, torch
 
 ACTIVATIONS = [
     ("ReLU", (), {}),

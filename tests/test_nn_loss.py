@@ -4,7 +4,7 @@ import pytest
 
 import dlcore
 from dlcore import nn
-from conftest import assert_close, requires_torch, torch
+from helpers import assert_close, requires_torch, torch
 
 REDUCTIONS = ["mean", "sum", "none"]
 N, C = 6, 4

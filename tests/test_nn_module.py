@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from dlcore import nn
-from conftest import requires_torch, torch
+from helpers import requires_torch, torch
 
 
 def mixed_model(dtype=np.float32):
@@ -337,3 +337,103 @@ def test_helpers_register_apply_recurse_deepcopy():
     twin = copy.deepcopy(m)
     twin.inner.weight.data[...] = 0
     assert m.inner.weight.data.any() and list(twin.state_dict()) == list(m.state_dict())
+
+
+# ---------------------------------------------------------------------------- forward hooks
+def test_forward_hooks_observe_replace_and_remove():
+    layer = nn.Linear(3, 2, dtype=np.float64)
+    x = np.ones((4, 3))
+    calls = []
+    pre = layer.register_forward_pre_hook(lambda m, args: calls.append(("pre", args[0].shape)))
+    post = layer.register_forward_hook(lambda m, args, out: calls.append(("post", m is layer, out.shape)))
+    out = layer(x)
+    assert calls == [("pre", (4, 3)), ("post", True, (4, 2))]
+    pre.remove()
+    post.remove()
+    post.remove()  # twice is harmless
+    layer(x)
+    assert len(calls) == 2
+    # a hook's return value replaces the inputs / the output, as in torch
+    with layer.register_forward_pre_hook(lambda m, args: (args[0] * 0,)):
+        np.testing.assert_array_equal(layer(x), layer.bias.data + np.zeros((4, 2)))
+    with layer.register_forward_hook(lambda m, args, out: out + 1):
+        np.testing.assert_allclose(layer(x), out + 1)
+    np.testing.assert_allclose(layer(x), out)  # the with-blocks removed both
+    with pytest.raises(TypeError, match="hook must be callable"):
+        layer.register_forward_hook("print")
+
+
+def test_summary_leaves_no_hooks_and_skips_pass_through_containers():
+    model = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU()), nn.Residual(nn.Linear(4, 4)))
+    text = model.summary((3,))
+    rows = [line.split()[0] for line in text.splitlines()[4:] if line[:1].isdigit()]
+    assert rows == ["0.0", "0.1", "1.block", "1"]  # Residual's own row (the sum); no Sequential rows
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_importing_dlcore_nn_has_no_import_cycle():
+    """Walk the import statements (also those inside functions) of every dlcore module
+    reachable from dlcore.nn; a cycle means modules that cannot be read, or loaded, alone."""
+    import ast
+    import importlib.util
+    import pathlib
+
+    def source(module):
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            return None
+        return pathlib.Path(spec.origin)
+
+    def edges(module):
+        path = source(module)
+        if path is None:
+            return set()
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                base = (f"{base}.{node.module}" if node.module else base) if node.level else node.module
+                for alias in node.names:  # `from pkg import submodule` imports the submodule
+                    sub = f"{base}.{alias.name}"
+                    found.add(sub if importlib.util.find_spec(base) and _is_module(sub) else base)
+        return {m for m in found if m == "dlcore" or m.startswith("dlcore.")}
+
+    def _is_module(name):
+        try:
+            return importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            return False
+
+    graph, todo = {}, ["dlcore.nn"]
+    while todo:
+        module = todo.pop()
+        if module not in graph:
+            graph[module] = edges(module) - {"dlcore"}  # the top package is the entry, not a dependency
+            todo += sorted(graph[module])
+    # a depth-first search: every back edge closes a cycle
+    state, stack, cycles = {}, [], []
+
+    def visit(module):
+        state[module] = "open"
+        stack.append(module)
+        for dep in sorted(graph.get(module, ())):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep)
+        stack.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    assert "dlcore.nn.summary" in graph and "dlcore.nn.layers" in graph
+    # Known, outside dlcore.nn: the NumPy conv twin reads OPENMP_WORKERS_SLEEP from its
+    # package; it goes away with that switch (the one-thread-pool rework).
+    known = {"dlcore.backends -> dlcore.backends.numpy_kernels -> dlcore.backends.numpy_kernels.conv -> dlcore.backends"}
+    assert [c for c in cycles if c not in known] == [], cycles

@@ -8,8 +8,8 @@ over several steps, eval output, state dicts), errors and odd inputs.
 """
 import numpy as np
 import pytest
-from conftest import assert_close, requires_torch, torch
-from test_nn_conv import layer_gradcheck, tdtype, torch_state
+from helpers import assert_close, layer_gradcheck, requires_torch, tdtype, torch, torch_state
+
 
 import dlcore
 from dlcore import functional as F

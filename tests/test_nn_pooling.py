@@ -1,8 +1,7 @@
 """MaxPool2d, AvgPool2d, MaxUnpool2d: finite differences, the torch oracle, errors, odd inputs."""
 import numpy as np
 import pytest
-from conftest import assert_close, requires_torch, torch
-from test_nn_conv import layer_gradcheck
+from helpers import assert_close, layer_gradcheck, requires_torch, torch
 
 from dlcore import nn
 

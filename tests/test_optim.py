@@ -1,7 +1,7 @@
 """dlcore.optim: every optimizer against torch.optim, state_dict, param groups, checks."""
 import numpy as np
 import pytest
-from conftest import assert_close, requires_torch, torch
+from helpers import assert_close, requires_torch, torch
 
 import dlcore
 from dlcore import optim

@@ -1,7 +1,7 @@
 """Optimizer kernels: hand-computed steps, compiled == NumPy twin, thread-count invariance."""
 import numpy as np
 import pytest
-from conftest import assert_close
+from helpers import assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -1,7 +1,7 @@
 """dlcore.functional pooling ops: torch oracle, finite differences, input layouts, errors."""
 import numpy as np
 import pytest
-from conftest import assert_close, requires_torch, torch
+from helpers import assert_close, numeric_grad, requires_torch, torch
 
 import dlcore
 import dlcore.functional as F
@@ -88,24 +88,13 @@ def test_max_unpool_matches_torch(backend, dtype, shape, k, s, p, size_form):
 
 # ---- finite differences (float64) --------------------------------------------------------
 
-def numeric_grad(f, x, g, eps=1e-6):
-    """d/dx of sum(g * f(x)) by central differences."""
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += eps
-        xm[i] -= eps
-        grad[i] = np.sum(g * (f(xp) - f(xm))) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("shape,k,s,p", [GEOMETRIES[2], GEOMETRIES[3], ((1, 2, 4, 5), 2, None, 0)])
 def test_max_pool_backward_finite_differences(backend, shape, k, s, p):
     rng = np.random.default_rng(0)
     x = rng.permutation(np.prod(shape)).reshape(shape) * 0.1  # distinct: no ties to flip
     out, _, ctx = F.max_pool2d_forward(x, k, s, p)
     g = rng.standard_normal(out.shape)
-    numeric = numeric_grad(lambda z: F.max_pool2d(z, k, s, p), x, g)
+    numeric = numeric_grad(lambda z: float(np.sum(g * F.max_pool2d(z, k, s, p))), x.copy())
     np.testing.assert_allclose(F.max_pool2d_backward(g, ctx), numeric, rtol=1e-7, atol=1e-8)
 
 
@@ -115,7 +104,7 @@ def test_avg_pool_backward_finite_differences(backend, shape, k, s, p):
     x = rng.standard_normal(shape)
     out, ctx = F.avg_pool2d_forward(x, k, s, p)
     g = rng.standard_normal(out.shape)
-    numeric = numeric_grad(lambda z: F.avg_pool2d(z, k, s, p), x, g)
+    numeric = numeric_grad(lambda z: float(np.sum(g * F.avg_pool2d(z, k, s, p))), x.copy())
     np.testing.assert_allclose(F.avg_pool2d_backward(g, ctx), numeric, rtol=1e-7, atol=1e-8)
 
 
@@ -127,7 +116,8 @@ def test_max_unpool_backward_finite_differences(backend, shape, k, s, p):
     pooled, idx = F.max_pool2d(rng.standard_normal(shape), k, s, p, return_indices=True)
     out, ctx = F.max_unpool2d_forward(pooled, idx, k, s, p, shape[2:])
     g = rng.standard_normal(out.shape)
-    numeric = numeric_grad(lambda z: F.max_unpool2d(z, idx, k, s, p, shape[2:]), pooled, g)
+    unpool = lambda z: F.max_unpool2d(z, idx, k, s, p, shape[2:])  # noqa: E731
+    numeric = numeric_grad(lambda z: float(np.sum(g * unpool(z))), pooled.copy())
     np.testing.assert_allclose(F.max_unpool2d_backward(g, ctx), numeric, rtol=1e-7, atol=1e-8)
 
 

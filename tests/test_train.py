@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import dlcore
+from helpers import requires_sklearn
 from dlcore import nn, optim
 from dlcore.data import StandardScaler, load_digits, train_test_split
 from dlcore.models import MLP, Autoencoder, LeNet5
@@ -24,11 +25,11 @@ from dlcore.train import (
     predict,
 )
 
-pytest.importorskip("sklearn")
 
 
 @pytest.fixture(scope="module")
 def digits64():
+    pytest.importorskip("sklearn")  # the dataset ships with scikit-learn
     X, y = load_digits()
     X = X.reshape(len(X), -1)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, seed=0, stratify=True)
@@ -307,6 +308,7 @@ def _tiny_lenet_run():
     return history["loss"], trainer.evaluate(X, y)["accuracy"]
 
 
+@requires_sklearn
 @pytest.mark.slow
 def test_same_seeded_training_same_accuracy_on_backends_and_thread_counts():
     results = {}
@@ -324,3 +326,63 @@ def test_same_seeded_training_same_accuracy_on_backends_and_thread_counts():
         assert acc == ref_acc, key
         np.testing.assert_allclose(losses, ref_losses, rtol=1e-3, err_msg=str(key))
     assert math.isfinite(ref_losses[-1])
+
+
+# ---- shorthands forward by signature; explicit accuracy; one penalty mechanism ---------------
+def _blobs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = (rng.standard_normal((n, 4)) + 2.0 * y[:, None]).astype(np.float32)
+    return X, y
+
+
+def test_fit_forwards_every_trainer_and_fit_keyword():
+    X, y = _blobs()
+    model = MLP([4, 8, 3])
+    history = fit(model, X, y, epochs=2, batch_size=16, progress=False, blas_threads=1, accuracy=None,
+                  shuffle=False, validation_split=0.25)
+    assert "accuracy" not in history and "val_loss" in history
+    with pytest.raises(TypeError, match="epoch_count"):
+        fit(model, X, y, epoch_count=3)
+
+
+def test_evaluate_is_a_plain_function_with_explicit_accuracy():
+    X, y = _blobs()
+    model = MLP([4, 8, 3])
+    out = predict(model, X)
+    result = evaluate(model, X, y)
+    assert result["accuracy"] == pytest.approx(np.mean(out.argmax(1) == y))
+    assert set(evaluate(model, X, y, accuracy=None)) == {"loss"}
+    assert evaluate(model, X, y, accuracy=lambda o, t: len(t))["accuracy"] == 1.0
+    with pytest.raises(ValueError, match="accuracy must be"):
+        evaluate(model, X, y, accuracy="top5")
+    # a binary model: the rule follows the loss (logit threshold 0), not the output's shape
+    binary = nn.Linear(4, 1)
+    yb = (y > 0).astype(np.float32).reshape(-1, 1)
+    logits = predict(binary, X)
+    got = evaluate(binary, X, yb, nn.BCEWithLogitsLoss())["accuracy"]
+    assert got == pytest.approx(np.mean((logits > 0) == (yb > 0.5)))
+    with pytest.raises(ValueError, match="argmax"):
+        evaluate(binary, X, yb, nn.BCEWithLogitsLoss(), accuracy="argmax")
+
+
+def test_l2_shorthand_is_the_optimizers_weight_decay_on_weights_only():
+    X, y = _blobs()
+    runs = {}
+    for name in ("shorthand", "groups"):
+        dlcore.manual_seed(0)
+        model = MLP([4, 8, 3])
+        if name == "shorthand":
+            trainer = Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.01), l2=0.1,
+                              progress=False)
+        else:
+            weights = [p for p in model.parameters() if p.ndim >= 2]
+            others = [p for p in model.parameters() if p.ndim < 2]
+            opt = optim.Adam([{"params": others}, {"params": weights, "weight_decay": 0.1}], lr=0.01)
+            trainer = Trainer(model, nn.CrossEntropyLoss(), opt, progress=False)
+        trainer.fit(X, y, epochs=2, batch_size=16, seed=0)
+        runs[name] = model.state_dict()
+    assert _states_equal(runs["shorthand"], runs["groups"])
+    model = MLP([4, 3])
+    with pytest.raises(ValueError, match="AdamW"):
+        Trainer(model, optimizer=optim.AdamW(model.parameters()), l2=0.1)

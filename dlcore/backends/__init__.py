@@ -67,6 +67,12 @@ KERNELS = {
         "adam_step",
         "adamw_step",
     ),
+    "norm": (
+        "norm_moments",
+        "norm_grad_sums",
+        "norm_affine_forward",
+        "norm_affine_backward",
+    ),
 }
 KERNEL_NAMES = tuple(name for names in KERNELS.values() for name in names)
 
@@ -94,23 +100,33 @@ def _missing_kernel(name, backend):
 
 
 def _load_cython():
-    """The compiled backend, or (None, reason) when it cannot be used."""
+    """The compiled backend, or (None, reason) when it cannot be used; the reason ends with one fix."""
     try:
         from . import cython_kernels
     except ImportError as exc:  # no compiler at install time, a broken build, ...
-        reason = f"{type(exc).__name__}: {exc}"
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        if os.path.exists(os.path.join(os.path.dirname(package_root), "src", "dlcore", "conv.pyx")):
-            reason += (f"; dlcore was imported from its source tree ({package_root}), where the "
-                       "extensions are not built: run from another folder, or build in place with "
-                       "pip install -e .")
-        return None, reason
+        return None, _why_not_compiled(exc)
     missing = [k for k in KERNEL_NAMES if not hasattr(cython_kernels, k)]
     if missing:
         if os.environ.get("DLCORE_PARTIAL_BACKEND") != "1":
             return None, f"the compiled extension lacks kernels {missing}"
         # Developers building one stem at a time: missing kernels raise when called.
     return Backend("cython", cython_kernels, cython_kernels.compiled_info()["openmp"]), None
+
+
+def _why_not_compiled(exc):
+    here = os.path.dirname(os.path.abspath(__file__))
+    package_root = os.path.dirname(here)
+    source_root = os.path.dirname(package_root)
+    if os.path.exists(os.path.join(source_root, "src", "dlcore", "conv.pyx")):
+        return (f"dlcore was imported from its source tree ({package_root}), whose extensions are not "
+                f"built ({type(exc).__name__}: {exc}); build them in place: "
+                f"cd {source_root} && python setup.py build_ext --inplace")
+    try:  # left by setup.py when the install had no working C compiler
+        with open(os.path.join(here, "cython_kernels", "NOT_BUILT.txt"), encoding="utf-8") as fh:
+            note = fh.read().strip()
+    except OSError:
+        note = f"{type(exc).__name__}: {exc}"
+    return f"{note}; install a working C compiler, then reinstall dlcore from its source folder"
 
 
 _backends = {"numpy": Backend("numpy", numpy_kernels, openmp=False)}
@@ -121,8 +137,7 @@ elif os.environ.get("DLCORE_REQUIRE_COMPILED") == "1":
     raise ImportError(f"DLCORE_REQUIRE_COMPILED=1 but dlcore's compiled kernels are unusable: {compiled_import_error}")
 else:
     warnings.warn(
-        "dlcore: compiled kernels unavailable, using the NumPy backend "
-        f"({compiled_import_error}). Reinstall with a C compiler: pip install --force-reinstall .",
+        f"dlcore: compiled kernels unavailable, using the NumPy backend: {compiled_import_error}",
         RuntimeWarning,
         stacklevel=2,
     )
@@ -139,7 +154,17 @@ def _check_name(name):
     return name
 
 
-_active = _check_name(os.environ.get("DLCORE_BACKEND") or available_backends()[0])
+def _default_backend():
+    """DLCORE_BACKEND if it names a usable backend; else a warning and the default (import never fails)."""
+    wanted = os.environ.get("DLCORE_BACKEND", "").strip()
+    if wanted and wanted not in _backends:
+        warnings.warn(f"ignoring DLCORE_BACKEND={wanted!r}: expected one of {available_backends()}; "
+                      f"using {available_backends()[0]!r}", RuntimeWarning, stacklevel=3)
+        wanted = ""
+    return wanted or available_backends()[0]
+
+
+_active = _default_backend()
 
 
 def set_backend(name):
@@ -174,41 +199,15 @@ def use_backend(name):
         _active = previous
 
 
-# ---- threads -----------------------------------------------------------------------------
+# ---- threads (the policy lives in threads.py) -----------------------------------------------
 
-def _physical_cores():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+from .threads import get_num_threads, kernel_threads, set_num_threads, threads_for  # noqa: E402,F401
 
 
-def _check_threads(n, source):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{source} must be an int >= 1, got {n!r}")
-    return n
+# ---- bring your own kernel (dlcore/backends/user.py) --------------------------------------
+import sys  # noqa: E402
 
+from . import user as _user  # noqa: E402
 
-def _default_threads():
-    for var in ("DLCORE_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var)
-        if value:
-            try:
-                return _check_threads(int(value.split(",")[0]), var)
-            except ValueError:
-                warnings.warn(f"ignoring {var}={value!r}: expected an int >= 1", RuntimeWarning)
-    return _physical_cores()
-
-
-_num_threads = _default_threads()
-
-
-def set_num_threads(n):
-    """OpenMP threads used by the compiled kernels (an int >= 1; more than the cores is allowed)."""
-    global _num_threads
-    _num_threads = _check_threads(n, "n")
-
-
-def get_num_threads():
-    """Threads the compiled kernels will use (DLCORE_NUM_THREADS, else OMP_NUM_THREADS, else the cores)."""
-    return _num_threads
+_user.attach(sys.modules[__name__])  # user.py reaches the registry through this, not an import
+from .user import register_backend, unregister_backend, user_backends  # noqa: E402,F401

@@ -1,7 +1,7 @@
 """One implementation in its own process: ``python -m dlcore.bench._worker --threads N --impl torch``.
 
 Used for the torch column when importing torch next to dlcore's OpenMP kernels slows
-them (STYLE.md pitfall 3), and with ``--impl cython`` to time a compiled case in a
+them (two OpenMP runtimes in one process), and with ``--impl cython`` to time a compiled case in a
 process that never imports torch (the probe that measures that slowdown).
 Reads one JSON request per line on stdin, answers one JSON line on stdout:
 
@@ -24,7 +24,9 @@ def main(argv=None):
     parser.add_argument("--impl", default="torch")
     parser.add_argument("--with-torch", action="store_true",
                         help="import torch, start its thread pools and run a torch op before "
-                        "each sample (the pitfall-3 probe's 'torch present' side)")
+                        "each sample (the torch-interference probe's 'torch present' side)")
+    parser.add_argument("--default-threads", action="store_true",
+                        help="torch keeps its own default thread settings (a user's first run)")
     args = parser.parse_args(argv)
     from .cases import get_case
     from .timing import LocalRunner
@@ -57,12 +59,15 @@ def main(argv=None):
                 try:
                     import torch
 
-                    torch.set_num_threads(args.threads)
+                    if not args.default_threads:
+                        torch.set_num_threads(args.threads)
                     reply = {"ok": True, "torch": torch.__version__, "threads": torch.get_num_threads()}
                 except ImportError as exc:
                     reply = {"ok": False, "reason": str(exc)}
             elif cmd == "start":
                 runner = LocalRunner(get_case(request["key"]), args.impl, args.threads, request["quick"])
+                if args.default_threads:
+                    runner.default_settings = True
                 ok = runner.start()
                 reply = {"ok": ok, "reason": runner.reason, "number": runner.number,
                          "first": runner.first, "estimate": getattr(runner, "estimate", None),

@@ -1,4 +1,4 @@
-"""Run the benchmark cases and report: terminal table, JSON, PNG plot, target verdicts.
+"""Run the benchmark cases and report: terminal table, JSON, PNG plot.
 
 The report answers three questions, each measured within one run (the machines are
 shared and noisy, so only ratios measured side by side mean something):
@@ -11,7 +11,7 @@ shared and noisy, so only ratios measured side by side mean something):
 3. *Do threads help?* -- ``1thr/Nthr``: the compiled backend at one thread over all
    threads (2.0 means perfect scaling on two cores).
 
-Where the torch column runs (STYLE.md pitfall 3, several OpenMP runtimes in one process).
+Where the torch column runs (several OpenMP runtimes in one process can fight over the cores).
 torch's Linux wheels vendor their own ``libgomp.so.1``; dlcore's extensions link the
 compiler's. Both carry the same soname, so the dynamic loader serves both from whichever
 loaded first: ``threadpoolctl`` lists one OpenMP runtime in either import order (checked
@@ -36,9 +36,10 @@ import numpy as np
 
 from . import machine
 from .cases import all_cases, get_case
+from .process import PROCESS_CASES, format_process_cases, run_process_cases
 from .timing import LocalRunner, TorchWorker, Worker, WorkerRunner, time_case
 
-__all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "targets", "PlotUnavailable"]
+__all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "PlotUnavailable"]
 
 QUICK_BUDGET = 2.0  # seconds of timing per case
 FULL_BUDGET = 9.0
@@ -86,7 +87,7 @@ def _torch_installed():
 
 
 def probe_torch_interference(threads, quick):
-    """Does torch in the process slow the compiled OpenMP kernels? (STYLE.md pitfall 3)
+    """Does torch in the process slow the compiled OpenMP kernels? (two OpenMP runtimes)
 
     One compiled case is timed in two worker processes, one that imported torch and runs
     a torch op before each sample (its thread pools started, as when the columns
@@ -181,10 +182,17 @@ def _case_metrics(case, impls, limits):
         r = impls.get(name)
         return r["median_s"] if r and r.get("ok") and r.get("median_s") else None
 
-    cy, npy, th, cy1 = med("cython"), med("numpy"), med("torch"), med("cython@1")
+    cy, npy, cy1 = med("cython"), med("numpy"), med("cython@1")
+    # torch twice: in this process at the run's threads, and in its own process with its
+    # default settings (as a user runs it); compiled is compared with the faster of the two.
+    th_in, th_own = med("torch"), med("torch@own")
+    th = min((t for t in (th_in, th_own) if t), default=None)
     m = {
         "cython/numpy": cy / npy if cy and npy else None,
         "cython/torch": cy / th if cy and th else None,
+        "cython/torch_in_process": cy / th_in if cy and th_in else None,
+        "cython/torch_own_process": cy / th_own if cy and th_own else None,
+        "faster_torch": None if th is None else ("torch@own" if th == th_own else "torch"),
         "1thr/Nthr": cy1 / cy if cy and cy1 else None,
     }
     for name, r in impls.items():
@@ -217,19 +225,22 @@ def _impls_for(threads, torch_mode, thread_column):
             impls.append("cython@1")
     impls.append("numpy")
     if torch_mode != "off":
-        impls.append("torch")
+        impls += ["torch", "torch@own"]
     return impls
 
 
 def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=None,
-              thread_column=True, progress=True, stream=None, limits=True, max_minutes=None):
+              thread_column=True, progress=True, stream=None, limits=True, max_minutes=None,
+              process_cases=None):
     """Run the cases and return the report as a JSON-serializable dict.
 
     ``torch_mode``: ``"auto"`` (in this process unless importing torch measurably slows
     the compiled kernels, then a worker process), ``"inprocess"``, ``"subprocess"`` or
     ``"off"``. ``budget`` is the timing budget per case in seconds; ``max_minutes`` the
     whole run's (default 13 full, 1.5 quick): when the run falls behind, later cases get
-    a smaller budget (never fewer than 3 repeats, 1 for the epoch).
+    a smaller budget (never fewer than 3 repeats, 1 for the epoch). ``process_cases``: run
+    the LeNet-5 import-order and busy-machine cases (fresh processes, about a minute);
+    default: in a full run, and when ``filter`` names one of them.
     """
     import dlcore
 
@@ -239,7 +250,10 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
     max_minutes = max_minutes or (QUICK_MINUTES if quick else FULL_MINUTES)
     show = _Progress(stream, progress)
     cases = all_cases(quick=quick, filter=filter)
-    if not cases:
+    process_names = [n for n in PROCESS_CASES if not filter or filter.lower() in n]
+    if process_cases is None:
+        process_cases = bool(process_names) and (not quick or bool(filter))
+    if not cases and not (process_cases and process_names):
         raise ValueError(f"no benchmark case name contains {filter!r}; see --list")
 
     report = {"header": machine.header(threads), "mode": "quick" if quick else "full",
@@ -261,7 +275,10 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
         torch_mode = "subprocess" if slow else "inprocess"
     report["torch_interference"] = interference
     report["torch_mode"] = torch_mode
-    worker = None
+    worker = own_worker = None
+    if torch_mode != "off" and cases:
+        own_worker = Worker(threads, impl="torch", default_threads=True, label="torch@own")
+        report["header"]["torch_own_process_threads"] = own_worker.info.get("threads")
     if torch_mode == "subprocess":
         worker = TorchWorker(threads)
         report["header"]["torch"] = worker.info.get("torch")
@@ -286,7 +303,9 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
             # The one-thread column of a whole epoch would cost minutes; the step has it.
             for impl in [name for name in impls if not (case.full_only and name == "cython@1")]:
                 show(f"{prefix}: warming up {impl}")
-                if impl == "torch" and worker is not None:
+                if impl == "torch@own":
+                    runner = WorkerRunner(own_worker, case, threads, quick)
+                elif impl == "torch" and worker is not None:
                     runner = WorkerRunner(worker, case, threads, quick)
                 else:
                     runner = LocalRunner(case, impl, threads, quick)
@@ -308,15 +327,17 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
             results.append(entry)
             for r in runners:
                 r.close()
+        if process_cases:
+            report["process_cases"] = run_process_cases(threads, quick, filter, torch_mode != "off", show)
     finally:
-        if worker is not None:
-            worker.close()
+        for w in (worker, own_worker):
+            if w is not None:
+                w.close()
         show.done()
     report["cases"] = results
     report["header"]["load_average_end"] = machine.load_average()
     report["header"]["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     report["header"]["elapsed_s"] = time.perf_counter() - show.start
-    report["targets"] = targets(report)
     report["warnings"] += _warnings(report)
     return report
 
@@ -367,8 +388,7 @@ def _warnings(report):
     if slower:
         out.append(f"{len(slower)} cases ran slower on {header['threads']} threads than on one "
                    f"({', '.join(slower[:3])}{' ...' if len(slower) > 3 else ''}): an oversubscribed "
-                   "machine (see the load average) or a workload too small for threads (STYLE.md "
-                   "pitfall 5)")
+                   "machine (see the load average) or a workload too small to pay for starting threads")
     failed = [f"{c['name']} [{impl}]: {s}" for c in report["cases"]
               for impl, s in c["checks"].items() if str(s).startswith("FAIL")]
     out += [f"wrong result: {f}" for f in failed]
@@ -376,46 +396,11 @@ def _warnings(report):
     omp = [p.get("filepath") for p in pools if p.get("user_api") == "openmp"]
     if len(omp) > 1:
         out.append(f"{len(omp)} OpenMP runtimes are loaded in one process ({', '.join(omp)}): "
-                   "their thread pools can fight (STYLE.md pitfall 3)")
+                   "their thread pools can fight over the cores")
     inter = report.get("torch_interference")
     if inter and inter.get("ratio") and inter["ratio"] > INTERFERENCE_LIMIT:
         out.append(f"importing torch slowed the compiled probe {inter['ratio']:.2f}x: torch ran "
                    "in a worker process")
-    return out
-
-
-def targets(report):
-    """The project's speed targets, each 'met', 'GAP' or 'n/a' with the numbers."""
-    cases = {c["key"]: c for c in report["cases"]}
-    out = []
-
-    def add(name, value, goal, met, detail):
-        out.append({"target": name, "value": value, "goal": goal,
-                    "status": "n/a" if value is None else ("met" if met else "GAP"),
-                    "detail": detail})
-
-    step = cases.get("lenet5.train_step.b64")
-    if step:
-        r = step["metrics"].get("cython/torch")
-        add("LeNet-5 train step: compiled time / torch time", r, "<= 0.70",
-            r is not None and r <= 0.70, "fair torch: autograd + torch.optim.Adam, same threads")
-        r = step["metrics"].get("cython/numpy")
-        speedup = 1 / r if r else None
-        add("LeNet-5 train step: speedup over the NumPy backend", speedup, ">= 3x",
-            speedup is not None and speedup >= 3, "numpy time / compiled time")
-    for key, c in cases.items():
-        if c["target"] == "gemm":
-            f = c["metrics"].get("fraction_of_gemm")
-            add(f"{c['name']}: fraction of measured GEMM GFLOP/s", f, ">= 0.60",
-                f is not None and f >= 0.60,
-                f"{c['metrics'].get('gflops', float('nan')):.1f} GFLOP/s vs GEMM "
-                f"{report['limits'].get('gemm_gflops', float('nan')):.1f}")
-        elif c["target"] == "bandwidth":
-            x = c["metrics"].get("times_floor")
-            add(f"{c['name']}: time / memory-bandwidth floor", x, "<= 2.0",
-                x is not None and x <= 2.0,
-                f"{c['bytes'] / 1e6:.0f} MB must move; floor at "
-                f"{report['limits'].get('bandwidth_gbs', float('nan')):.1f} GB/s")
     return out
 
 
@@ -451,7 +436,7 @@ def _impl_cell(entry, impl):
 
 
 def format_report(report):
-    """The report as text: header, limits, the table, targets, warnings, footnotes."""
+    """The report as text: header, limits, the table, warnings, footnotes."""
     h, lim = report["header"], report["limits"]
     b = h["build_info"]
     lines = [
@@ -474,12 +459,12 @@ def format_report(report):
                          f"{p.get('num_threads')} threads ({os.path.basename(p.get('filepath', ''))})")
     inter = report.get("torch_interference")
     if inter and inter.get("ratio"):
-        lines.append(f"pitfall3 compiled {inter['case']} in a process with torch / without: "
+        lines.append(f"torch?   compiled {inter['case']} in a process with torch / without: "
                      f"{_fmt_time(inter['with_torch_s'])} / {_fmt_time(inter['without_torch_s'])} "
                      f"(median x{inter['ratio_median']:.2f}, best x{inter['ratio_best']:.2f}; "
                      f"limit x{INTERFERENCE_LIMIT}) -> torch {report['torch_mode']}")
     elif inter:
-        lines.append(f"pitfall3 {inter['note']} -> torch {report['torch_mode']}")
+        lines.append(f"torch?   {inter['note']} -> torch {report['torch_mode']}")
     la0, la1 = h.get("load_average_start"), h.get("load_average_end")
     if la0 is not None:
         lines.append(f"load     average {la0:.2f} at start, {la1:.2f} at end; "
@@ -531,7 +516,9 @@ def format_report(report):
     lines.append("-" * len(fmt(head)))
     lines += ["" if r is None else fmt(r) for r in rows]
     lines.append("")
-    lines.append("times are medians per call; cy/np and cy/torch are compiled time over the other "
+    lines.append("times are medians per call; torch runs in this process at the run's threads, "
+                 "torch@own in its own process with its default settings; cy/np and cy/torch are "
+                 "compiled time over the other, against the faster torch "
                  "(< 1 means compiled is faster); 'compiled rate' is the compiled backend's GFLOP/s "
                  "or GB/s (bytes that must move)"
                  + (f"; '1thr/Nthr' is compiled one-thread time over {h['threads']}-thread time"
@@ -548,13 +535,10 @@ def format_report(report):
                 reasons.setdefault(f"{impl}: {r.get('reason')}", []).append(c["key"])
     for reason, keys in list(reasons.items())[:12]:
         lines.append(f"n/a {reason} ({len(keys)} case{'s' if len(keys) > 1 else ''})")
-    if report["targets"]:
+    process_lines = format_process_cases(report.get("process_cases") or [])
+    if process_lines:
         lines.append("")
-        lines.append("Targets")
-        for t in report["targets"]:
-            v = t["value"]
-            shown = "n/a" if v is None else f"{v:.2f}"
-            lines.append(f"  [{t['status']:>4}] {t['target']}: {shown} (goal {t['goal']}; {t['detail']})")
+        lines += process_lines
     if report["warnings"]:
         lines.append("")
         for w in report["warnings"]:
@@ -581,6 +565,13 @@ def write_json(report, path):
 
 def plot_ratios(report, path):
     """A PNG bar chart of compiled/NumPy and compiled/torch time ratios (log scale)."""
+    fig = ratio_figure(report)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def ratio_figure(report):
+    """The matplotlib Figure :func:`plot_ratios` saves (raises PlotUnavailable without matplotlib)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -596,6 +587,10 @@ def plot_ratios(report, path):
     y = np.arange(len(rows))
     series = [("cython/numpy", "compiled / NumPy twin", "tab:blue", -0.2),
               ("cython/torch", "compiled / torch", "tab:orange", 0.2)]
+    # a series with no value at all (no torch column) gets no bars and no legend entry
+    series = [s for s in series if any(c["metrics"].get(s[0]) for c in rows)]
+    if len(series) == 1:
+        series = [(key, label, color, 0.0) for key, label, color, _ in series]
     shown = [1.0]
     for key, label, color, dy in series:
         vals = [c["metrics"].get(key) or np.nan for c in rows]
@@ -619,8 +614,7 @@ def plot_ratios(report, path):
     ax.set_title(f"dlcore {report['mode']} benchmark: {h['cpu']}, {h['threads']} threads",
                  fontsize=9, loc="right")
     ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
+    return fig
 
 
 def list_cases(quick=False, filter=None):

@@ -11,6 +11,7 @@ so the images file starts with the magic number 0x00000803 and the labels file w
 0x00000801.
 """
 import gzip
+import math
 import os
 import zipfile
 import zlib
@@ -39,9 +40,10 @@ def load_npz(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not hasattr(archive, "files"):
-                raise ValueError("it holds a single array (.npy), not an .npz archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy file gives one ndarray
+            raise ValueError("it holds a single array (.npy), not an .npz archive")
+        with archive:
             return {name: archive[name] for name in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
         raise ValueError(f"cannot read {path!r} as an .npz archive of arrays: {exc}") from exc
@@ -80,7 +82,7 @@ def load_idx(path, expected_ndim=None):
     if len(raw) < header:
         raise ValueError(f"{path!r} is truncated: its IDX header needs {header} bytes, got {len(raw)}")
     shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: np.prod would wrap huge header sizes (to 0, even)
     if len(raw) - header != count:
         kind = "truncated" if len(raw) - header < count else "longer than its header says"
         raise ValueError(
@@ -118,6 +120,8 @@ def load_mnist(folder):
         images = load_idx(img_path, expected_ndim=3)
         lab_path = _find(folder, _MNIST_FILES[f"{split}_labels"])
         labels = load_idx(lab_path, expected_ndim=1)
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"{lab_path!r} holds label {int(labels.max())}: MNIST labels are digits 0..9")
         if images.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"{img_path!r} holds {images.shape[0]} images but {lab_path!r} holds "
@@ -133,7 +137,7 @@ def _sklearn_datasets():
     except ImportError as exc:
         raise ImportError(
             "this dataset ships with scikit-learn, which is not installed: "
-            "pip install scikit-learn (or pip install 'dlcore[examples]')") from exc
+            "pip install scikit-learn") from exc
     return datasets
 
 

@@ -21,7 +21,7 @@ in place between forward and backward.
 import numpy as np
 
 from .._checks import as_floating, check_int, check_number
-from ..backends import get_num_threads, kernels
+from ..backends import get_num_threads, kernel_threads, kernels, workspace
 
 __all__ = [
     "relu",
@@ -87,17 +87,17 @@ def _as_input(x, name="x", dtype=None):
 
 def _elementwise_forward(op, x, saves_input, *args):
     x = _as_input(x)
-    out = np.empty_like(x)
-    getattr(kernels(), op + "_forward")(_flat(x), _flat(out), *args, get_num_threads())
+    out = workspace.empty_like(x)  # a large buffer nobody holds any more, else fresh
+    getattr(kernels(), op + "_forward")(_flat(x), _flat(out), *args, kernel_threads())
     return out, _Ctx(op, x.shape, x.dtype, x if saves_input else out, args)
 
 
 def _elementwise_backward(op, grad_output, ctx):
     _check_ctx(ctx, op)
     g = _grad(grad_output, ctx)
-    grad_input = np.empty_like(g)
+    grad_input = workspace.empty_like(g)
     getattr(kernels(), op + "_backward")(_flat(g), _flat(ctx.saved), _flat(grad_input), *ctx.args,
-                                         get_num_threads())
+                                         kernel_threads())
     return grad_input
 
 

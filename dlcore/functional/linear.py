@@ -5,7 +5,7 @@
 """
 import numpy as np
 
-from .._checks import as_floating, check_number, describe
+from .._checks import as_floating, check_linear_input, check_number, describe
 from .._random import generator
 
 __all__ = [
@@ -39,7 +39,7 @@ def linear_forward(x, weight, bias=None):
 
     Parameters
     ----------
-    x : ndarray of shape (*, in_features), floating
+    x : ndarray of shape ``(*, in_features)``, floating
         Cast to the weight's dtype.
     weight : ndarray of shape (out_features, in_features), float32 or float64
     bias : ndarray of shape (out_features,) or None
@@ -53,10 +53,7 @@ def linear_forward(x, weight, bias=None):
     if weight.ndim != 2:
         raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
     x = as_floating(x, "input", weight.dtype)
-    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"input must have shape (*, in_features={weight.shape[1]}), got shape {x.shape}"
-        )
+    check_linear_input(x, weight.shape[1])
     if bias is not None:
         bias = as_floating(_as_weight(bias, "bias"), "bias", weight.dtype)
         if bias.shape != (weight.shape[0],):

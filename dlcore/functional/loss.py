@@ -112,6 +112,10 @@ def _logits_and_labels(input, target, ignore_index=None):
         raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
     if t.shape != (N,):
         raise ValueError(f"target must have shape (N,) = ({N},) to match input {x.shape}, got {t.shape}")
+    if t.dtype.kind == "u" and t.size and t.max() > np.iinfo(np.int64).max:
+        # checked before the cast, which would wrap 2**64 - 100 to -100 (= ignore_index)
+        raise ValueError(f"target must hold class indices in [0, {C}) for input with C = {C} classes, "
+                         f"got {int(t.max())}")
     t = np.ascontiguousarray(t, dtype=np.int64)
     counted = t != ignore_index if ignore_index is not None else np.ones(N, dtype=bool)
     bad = counted & ((t < 0) | (t >= C))
@@ -345,18 +349,20 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, reducti
     w_class = _class_weight(weight, C, x.dtype)
     t_safe = np.where(counted, t, 0)  # the kernel indexes every row; ignored rows are zeroed below
     rows = np.empty(N, dtype=x.dtype)
-    lse = np.empty(N, dtype=np.float64)
-    kernels().softmax_cross_entropy_forward(x, t_safe, rows, lse, get_num_threads())
+    row_max, log_sum = np.empty(N), np.empty(N)  # logsumexp(z_n) = row_max + log_sum, kept apart
+    kernels().softmax_cross_entropy_forward(x, t_safe, rows, row_max, log_sum, get_num_threads())
     # w_row: the weight of each sample's term (0 for an ignored sample)
     w_row = counted.astype(x.dtype) if w_class is None else np.where(counted, w_class[t_safe], 0).astype(x.dtype)
     loss = rows * w_row
     if eps:
-        w_all = np.ones(C, dtype=x.dtype) if w_class is None else w_class
-        smooth = (lse * w_all.sum() - x.astype(np.float64) @ w_all.astype(np.float64)).astype(x.dtype)
-        loss = (1 - eps) * loss + (eps / C) * np.where(counted, smooth, 0)
+        # sum_c w_c (logsumexp(z_n) - z_{n,c}) = sum_c w_c (m_n - z_{n,c}) + log_sum_n sum_c w_c: with
+        # m + log_sum summed first, a huge m would swallow log_sum (1e30 + log 2 == 1e30).
+        w_all = np.ones(C, dtype=np.float64) if w_class is None else w_class.astype(np.float64)
+        smooth = (row_max[:, None] - x) @ w_all + log_sum * w_all.sum()
+        loss = (1 - eps) * loss + (eps / C) * np.where(counted, smooth, 0).astype(x.dtype)
     denom = float(w_row.sum(dtype=np.float64))
-    ctx = _LossCtx("cross_entropy", reduction, (N,), x.dtype, denom, x=x, t=t_safe, lse=lse, w_row=w_row,
-                   counted=counted, eps=eps, w_class=w_class)
+    ctx = _LossCtx("cross_entropy", reduction, (N,), x.dtype, denom, x=x, t=t_safe, row_max=row_max,
+                   log_sum=log_sum, w_row=w_row, counted=counted, eps=eps, w_class=w_class)
     return _reduce(loss, reduction, denom), ctx
 
 
@@ -364,14 +370,16 @@ def cross_entropy_backward(grad_output, ctx):
     """``w_y δ (softmax(z) - onehot(y))`` (plus the smoothing term) for :func:`cross_entropy_forward`'s ctx."""
     _check_ctx(ctx, "cross_entropy")
     s = ctx.saved
-    x, N, C = s["x"], *s["x"].shape
+    x = s["x"]
+    N, C = x.shape
     g = np.broadcast_to(np.asarray(_scale(grad_output, ctx), dtype=ctx.dtype), (N,))
     grad = np.empty_like(x)
     g_main = np.ascontiguousarray(g * s["w_row"] * (1 - s["eps"]), dtype=ctx.dtype)
-    kernels().softmax_cross_entropy_backward(g_main, x, s["t"], s["lse"], grad, get_num_threads())
+    kernels().softmax_cross_entropy_backward(g_main, x, s["t"], s["row_max"], s["log_sum"], grad,
+                                             get_num_threads())
     if s["eps"]:
         w_all = np.ones(C, dtype=ctx.dtype) if s["w_class"] is None else s["w_class"]
-        p = np.exp(x - s["lse"][:, None])
+        p = np.exp((x - s["row_max"][:, None]) - s["log_sum"][:, None])
         g_smooth = (s["eps"] / C) * np.where(s["counted"], g, 0)[:, None]
         grad += (g_smooth * (p * w_all.sum() - w_all)).astype(ctx.dtype)
     return grad

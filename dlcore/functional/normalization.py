@@ -14,9 +14,17 @@ and differ only in which elements share one ``(mu, sigma)``:
 
 Inputs are ``(N, C, *spatial)``; internally they are viewed as ``(N, C, L)`` with
 ``L = prod(spatial)`` (``L = 1`` for ``(N, C)`` input), so one code path covers 1-D, 2-D
-and 3-D feature maps. These ops have no compiled kernel: they are a handful of
-vectorized reductions, which NumPy already does at memory speed. Sums over a
-float32 array accumulate in float64.
+and 3-D feature maps. Batch and instance norm run on the backend's ``norm_*`` kernels
+(``dlcore/backends/numpy_kernels/norm.py`` is the readable version): the kernels see the
+input as ``P = N * C`` planes of ``L`` values and compute per-plane sums; this module
+turns them into statistics (batch norm adds the N planes of each channel, in plane
+order, so the result does not depend on the thread count) and the statistics into one
+affine map per plane, ``y = a * x + b`` (torch's CPU kernels use the same form). Sums
+accumulate in float64 whatever the input dtype. AdaIN stays in NumPy.
+
+The variance is the corrected two-pass one: with ``d = x - mean`` (mean from the first
+pass), ``var = (sum d**2 - (sum d)**2 / m) / m``; the second term removes the rounding
+error of the mean.
 
 Backward in the compact form (Ioffe & Szegedy 2015; the form CS231n derives), for the
 elements ``i = 1..m`` sharing one ``(mu, sigma)`` and ``g = dL/dy``::
@@ -36,6 +44,7 @@ these ops write to that the caller passed in, exactly as ``torch.nn.functional``
 import numpy as np
 
 from .._checks import as_floating, check_number, describe
+from ..backends import kernels, threads_for, workspace
 
 __all__ = [
     "batch_norm",
@@ -113,28 +122,87 @@ def _standardize(xs, axes, eps):
     return centered * inv_std, mean, var, inv_std
 
 
-def _affine(x_hat, weight, bias):
-    out = x_hat if weight is None else x_hat * weight
-    return out if bias is None else out + bias
-
-
 def _update_running(running, batch_value, momentum):
     """torch's exponential moving average, in place: (1 - momentum) * running + momentum * batch."""
     running[...] = (1.0 - momentum) * running + momentum * batch_value
+
+
+# ---- batch and instance norm on the norm_* kernels -----------------------------------------
+# Group arrays have shape (S, C): S = N for one (mu, sigma) per plane (instance norm,
+# m = L values each), S = 1 for one per channel (batch norm, m = N * L values each).
+def _statistics(xs, per_instance):
+    """Mean and biased variance per group, float64 arrays (S, C): corrected two-pass."""
+    backend, threads = kernels(), threads_for(xs.size, "norm")
+    n, c, length = xs.shape
+    rows, m = (n, length) if per_instance else (1, n * length)
+    sum1, sum2 = np.empty((rows, c)), np.empty((rows, c))
+    backend.norm_moments(xs, np.zeros((rows, c)), sum1, sum2, threads)
+    mean = sum1 / m
+    backend.norm_moments(xs, mean, sum1, sum2, threads)
+    var = np.maximum((sum2 - sum1 * sum1 / m) / m, 0.0)
+    return mean, var
+
+
+def _normalize(xs, mean, inv_std, weight, bias):
+    """``y = a * x + b`` per group, with ``a = weight * inv_std``, ``b = bias - mean * a``.
+
+    ``xs``: (N, C, L); ``mean, inv_std``: float64 (S, C); weight, bias: (1, C, 1) or None.
+    Returns the output (N, C, L) and the ctx of the backward (x itself, not x_hat).
+    """
+    c = xs.shape[1]
+    w = np.ones(c) if weight is None else weight.reshape(c).astype(np.float64)
+    a = w * inv_std
+    b = (0.0 if bias is None else bias.reshape(c).astype(np.float64)) - mean * a
+    out = workspace.empty_like(xs)
+    kernels().norm_affine_forward(xs, a.astype(xs.dtype), b.astype(xs.dtype), out,
+                                  threads_for(xs.size, "norm"))
+    ctx = {"xs": xs, "mean": mean, "inv_std": inv_std, "w": w,
+           "weight": weight is not None, "bias": bias is not None}
+    return out, ctx
+
+
+def _normalize_backward(grad_output, ctx):
+    r"""(grad_input, grad_weight, grad_bias) of :func:`_normalize`.
+
+    With :math:`k = w / \sigma`, the group sums :math:`S_g = \sum g` and
+    :math:`S_{gx} = \sum g (x - \mu)` over the group's m values, the compact form
+    :math:`\delta = k (g - S_g / m - \hat x S_{gx} / (m \sigma))` is affine in g and x:
+    :math:`\delta = k g + B x + C` with :math:`B = -k S_{gx} / (m \sigma^2)` and
+    :math:`C = -k S_g / m - B \mu`. With fixed statistics :math:`\delta = k g`.
+    Per channel: grad_weight :math:`= \sum S_{gx} / \sigma`, grad_bias :math:`= \sum S_g`.
+    """
+    xs, mean, inv_std = ctx["xs"], ctx["mean"], ctx["inv_std"]
+    dtype = xs.dtype
+    g = as_floating(grad_output, "grad_output", dtype)
+    if g.shape != ctx["shape"]:
+        raise ValueError(f"grad_output must have the output's shape {ctx['shape']}, got {g.shape}")
+    g = g.reshape(xs.shape)
+    backend, threads = kernels(), threads_for(xs.size, "norm")
+    k = ctx["w"] * inv_std
+    grad_weight = grad_bias = None
+    if ctx["batch_stats"] or ctx["weight"] or ctx["bias"]:
+        sum_g, sum_gx = np.empty(mean.shape), np.empty(mean.shape)
+        backend.norm_grad_sums(g, xs, mean, sum_g, sum_gx, threads)
+        if ctx["weight"]:
+            grad_weight = (sum_gx * inv_std).sum(axis=0).astype(dtype)
+        if ctx["bias"]:
+            grad_bias = sum_g.sum(axis=0).astype(dtype)
+    grad_input = workspace.empty_like(xs)
+    if ctx["batch_stats"]:
+        m = xs.shape[2] if ctx["per_instance"] else xs.shape[0] * xs.shape[2]
+        b = -k * inv_std * inv_std * sum_gx / m
+        c = -k * sum_g / m - b * mean
+        backend.norm_affine_backward(g, xs, k.astype(dtype), b.astype(dtype), c.astype(dtype),
+                                     grad_input, threads)
+    else:
+        backend.norm_affine_forward(g, k.astype(dtype), np.zeros(k.shape, dtype), grad_input, threads)
+    return grad_input.reshape(ctx["shape"]), grad_weight, grad_bias
 
 
 def _standardize_backward(dx_hat, x_hat, inv_std, axes):
     """dL/dx from dL/dx_hat when (mu, sigma) were computed over ``axes`` (the compact form)."""
     m = int(np.prod([x_hat.shape[a] for a in axes]))
     return (inv_std / m) * (m * dx_hat - _sum(dx_hat, axes) - x_hat * _sum(dx_hat * x_hat, axes))
-
-
-def _affine_backward(g, x_hat, weight, bias, param_axes):
-    """(dL/dx_hat, dL/dweight or None, dL/dbias or None) for y = weight * x_hat + bias."""
-    grad_weight = None if weight is None else _sum(g * x_hat, param_axes).reshape(-1)
-    grad_bias = None if bias is None else _sum(g, param_axes).reshape(-1)
-    dx_hat = g if weight is None else g * weight
-    return dx_hat, grad_weight, grad_bias
 
 
 def _grad_like(grad_output, ctx):
@@ -164,7 +232,7 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
 
     Parameters
     ----------
-    input : ndarray (N, C) or (N, C, *spatial), floating
+    input : ndarray ``(N, C)`` or ``(N, C, *spatial)``, floating
     running_mean, running_var : ndarray (C,) or None
     weight, bias : ndarray (C,) or None -- gamma and beta (identity when None)
     training : bool
@@ -198,17 +266,16 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
         if m <= 1:
             raise ValueError(f"batch_norm expects more than 1 value per channel when training, "
                              f"got input of shape {x.shape}")
-        x_hat, mean, var, inv_std = _standardize(xs, (0, 2), eps)
+        mean, var = _statistics(xs, per_instance=False)
         if running_mean is not None:
-            _update_running(running_mean, mean.reshape(-1), momentum)
-            _update_running(running_var, var.reshape(-1) * (m / (m - 1)), momentum)
+            _update_running(running_mean, mean[0], momentum)
+            _update_running(running_var, var[0] * (m / (m - 1)), momentum)
     else:
-        mean = running_mean.astype(x.dtype).reshape(1, c, 1)
-        inv_std = 1.0 / np.sqrt(running_var.astype(x.dtype).reshape(1, c, 1) + eps)
-        x_hat = (xs - mean) * inv_std
-    out = _affine(x_hat, weight, bias).reshape(x.shape)
-    ctx = {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "bias": bias,
-           "batch_stats": training, "shape": x.shape, "dtype": x.dtype}
+        mean = running_mean.astype(np.float64).reshape(1, c)
+        var = running_var.astype(np.float64).reshape(1, c)
+    out, ctx = _normalize(xs, mean, 1.0 / np.sqrt(var + eps), weight, bias)
+    ctx.update(batch_stats=training, per_instance=False, shape=x.shape)
+    out = out.reshape(x.shape)
     return out, ctx
 
 
@@ -224,13 +291,7 @@ def batch_norm_backward(grad_output, ctx):
     ``grad_weight = sum(g * x_hat)`` and ``grad_bias = sum(g)`` over every axis but C.
     ``grad_weight``/``grad_bias`` are None when the forward had no weight/bias.
     """
-    g = _grad_like(grad_output, ctx)
-    dx_hat, grad_weight, grad_bias = _affine_backward(g, ctx["x_hat"], ctx["weight"], ctx["bias"], (0, 2))
-    if ctx["batch_stats"]:
-        grad_input = _standardize_backward(dx_hat, ctx["x_hat"], ctx["inv_std"], (0, 2))
-    else:
-        grad_input = dx_hat * ctx["inv_std"]
-    return grad_input.reshape(ctx["shape"]), grad_weight, grad_bias
+    return _normalize_backward(grad_output, ctx)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -256,7 +317,7 @@ def instance_norm_forward(input, running_mean=None, running_var=None, weight=Non
 
     Parameters
     ----------
-    input : ndarray (N, C, *spatial), floating, at least 3-D
+    input : ndarray ``(N, C, *spatial)``, floating, at least 3-D
     running_mean, running_var : ndarray (C,) or None
     weight, bias : ndarray (C,) or None
     use_input_stats : bool
@@ -275,19 +336,16 @@ def instance_norm_forward(input, running_mean=None, running_var=None, weight=Non
     if use_input_stats:
         if length <= 1:
             raise ValueError(f"instance_norm expects more than 1 spatial element per channel, got input of shape {x.shape}")
-        x_hat, mean, var, inv_std = _standardize(xs, (2,), eps)
+        mean, var = _statistics(xs, per_instance=True)
         if running_mean is not None:
-            batch_mean = mean.mean(axis=0, dtype=np.float64).reshape(-1)
-            batch_var = (var * (length / (length - 1))).mean(axis=0, dtype=np.float64).reshape(-1)
-            _update_running(running_mean, batch_mean, momentum)
-            _update_running(running_var, batch_var, momentum)
+            _update_running(running_mean, mean.mean(axis=0), momentum)
+            _update_running(running_var, (var * (length / (length - 1))).mean(axis=0), momentum)
     else:
-        mean = running_mean.astype(x.dtype).reshape(1, c, 1)
-        inv_std = 1.0 / np.sqrt(running_var.astype(x.dtype).reshape(1, c, 1) + eps)
-        x_hat = (xs - mean) * inv_std
-    out = _affine(x_hat, weight, bias).reshape(x.shape)
-    ctx = {"x_hat": x_hat, "inv_std": inv_std, "weight": weight, "bias": bias,
-           "batch_stats": bool(use_input_stats), "shape": x.shape, "dtype": x.dtype}
+        mean = running_mean.astype(np.float64).reshape(1, c)
+        var = running_var.astype(np.float64).reshape(1, c)
+    out, ctx = _normalize(xs, mean, 1.0 / np.sqrt(var + eps), weight, bias)
+    ctx.update(batch_stats=bool(use_input_stats), per_instance=True, shape=x.shape)
+    out = out.reshape(x.shape)
     return out, ctx
 
 
@@ -302,13 +360,7 @@ def instance_norm_backward(grad_output, ctx):
     (``dx = dx_hat / sigma`` with running statistics); ``grad_weight = sum(g * x_hat)``
     and ``grad_bias = sum(g)`` over N and the spatial axes, or None without weight/bias.
     """
-    g = _grad_like(grad_output, ctx)
-    dx_hat, grad_weight, grad_bias = _affine_backward(g, ctx["x_hat"], ctx["weight"], ctx["bias"], (0, 2))
-    if ctx["batch_stats"]:
-        grad_input = _standardize_backward(dx_hat, ctx["x_hat"], ctx["inv_std"], (2,))
-    else:
-        grad_input = dx_hat * ctx["inv_std"]
-    return grad_input.reshape(ctx["shape"]), grad_weight, grad_bias
+    return _normalize_backward(grad_output, ctx)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
@@ -334,8 +386,8 @@ def adaptive_instance_norm_forward(content, style, eps=1e-5):
 
     Parameters
     ----------
-    content : ndarray (N, C, *spatial), floating -- x
-    style : ndarray (N, C, *spatial'), floating -- y (cast to the content's dtype)
+    content : ndarray ``(N, C, *spatial)``, floating -- x
+    style : ndarray ``(N, C, *spatial')``, floating -- y (cast to the content's dtype)
     eps : float >= 0
 
     Returns

@@ -27,8 +27,8 @@ from collections import namedtuple
 
 import numpy as np
 
-from .._checks import as_floating, check_ndim, describe, pair
-from ..backends import get_num_threads, kernels
+from .._checks import as_floating, check_ndim, check_window_fits, describe, pair, window, window_output_size
+from ..backends import kernels, threads_for, workspace
 
 __all__ = [
     "max_pool2d",
@@ -59,21 +59,9 @@ def _as_images(x, name):
 
 def _geometry(x_shape, kernel_size, stride, padding):
     """Validated (KH, KW, SH, SW, PH, PW) and the output size (OH, OW)."""
-    kh, kw = pair(kernel_size, "kernel_size", 1)
-    sh, sw = (kh, kw) if stride is None else pair(stride, "stride", 1)
-    ph, pw = pair(padding, "padding", 0)
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(
-            f"padding must be at most half of kernel_size {(kh, kw)}, i.e. <= {(kh // 2, kw // 2)}, "
-            f"got {(ph, pw)}"
-        )
-    H, W = x_shape[-2:]
-    if H + 2 * ph < kh or W + 2 * pw < kw:
-        raise ValueError(
-            f"kernel_size {(kh, kw)} must fit in x's padded size {(H + 2 * ph, W + 2 * pw)} "
-            f"(H, W = {(H, W)}, padding {(ph, pw)}): the output would be empty"
-        )
-    return (kh, kw, sh, sw, ph, pw), ((H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1)
+    kernel, stride, padding = window(kernel_size, stride, padding)
+    check_window_fits(x_shape[-2:], kernel, padding)
+    return kernel + stride + padding, window_output_size(x_shape[-2:], kernel, stride, padding)
 
 
 def _grad_output(grad_output, ctx, ctx_type, forward):
@@ -87,17 +75,9 @@ def _grad_output(grad_output, ctx, ctx_type, forward):
     return g if ctx.batched else g[None]
 
 
-# Below this many elements (input plus output) a kernel runs on one thread. Waking a
-# second OpenMP thread costs microseconds on an idle machine and milliseconds on a loaded
-# one (the woken thread waits for a core), while one thread pools 2**16 elements in
-# roughly 0.04 ms (2x2 windows) to 0.5 ms (3x3 overlapping windows), measured on the
-# 2-core development machine: below that, threads cost more than they save.
-_MIN_PARALLEL_ELEMENTS = 1 << 16
-
-
 def _threads(*arrays):
-    work = sum(a.size for a in arrays)
-    return get_num_threads() if work >= _MIN_PARALLEL_ELEMENTS else 1
+    """Threads for a pooling kernel over these arrays (serial below the policy's threshold)."""
+    return threads_for(sum(a.size for a in arrays), "pool")
 
 
 def _unbatch(a, batched):
@@ -144,14 +124,14 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     x, batched = _as_images(x, "x")
     geometry, (OH, OW) = _geometry(x.shape, kernel_size, stride, padding)
     N, C = x.shape[:2]
-    out = np.empty((N, C, OH, OW), dtype=x.dtype)
-    indices = np.empty((N, C, OH, OW), dtype=np.int64)
+    out = workspace.empty((N, C, OH, OW), x.dtype)  # reused when no one holds it any more
+    indices = workspace.empty((N, C, OH, OW), np.int64)
     if N:  # (an empty batch has nothing to compute)
         kernels().max_pool2d_forward(x, out, indices, *geometry, _threads(x, out))
-    # The backward scatters through these indices, unchecked: callers get a read-only
-    # view, so that no later write can send it out of bounds.
+    # The backward scatters through these indices: the caller and the ctx get read-only
+    # views of a read-only owner, which cannot be made writable again (the owner could).
     indices.setflags(write=False)
-    ctx = _MaxPoolCtx(indices, x.shape, out.shape, x.dtype, batched)
+    ctx = _MaxPoolCtx(indices.view(), x.shape, out.shape, x.dtype, batched)
     return _unbatch(out, batched), _unbatch(indices.view(), batched), ctx
 
 
@@ -162,7 +142,7 @@ def max_pool2d_backward(grad_output, ctx):
     forward's dtype.
     """
     g = _grad_output(grad_output, ctx, _MaxPoolCtx, "max_pool2d")
-    grad_input = np.empty(ctx.input_shape, dtype=ctx.dtype)
+    grad_input = workspace.empty(ctx.input_shape, ctx.dtype)
     if grad_input.size:
         kernels().max_pool2d_backward(g, ctx.indices, grad_input, _threads(g, grad_input))
     return _unbatch(grad_input, ctx.batched)
@@ -209,7 +189,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     """
     x, batched = _as_images(x, "x")
     geometry, (OH, OW) = _geometry(x.shape, kernel_size, stride, padding)
-    out = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
+    out = workspace.empty(x.shape[:2] + (OH, OW), x.dtype)
     if out.size:
         kernels().avg_pool2d_forward(x, out, *geometry, _threads(x, out))
     return _unbatch(out, batched), _AvgPoolCtx(geometry, x.shape, out.shape, x.dtype, batched)
@@ -218,7 +198,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
 def avg_pool2d_backward(grad_output, ctx):
     """Gradient of :func:`avg_pool2d_forward` with respect to ``x`` (formula there)."""
     g = _grad_output(grad_output, ctx, _AvgPoolCtx, "avg_pool2d")
-    grad_input = np.empty(ctx.input_shape, dtype=ctx.dtype)
+    grad_input = workspace.empty(ctx.input_shape, ctx.dtype)
     if grad_input.size:
         kernels().avg_pool2d_backward(g, grad_input, *ctx.geometry, _threads(g, grad_input))
     return _unbatch(grad_input, ctx.batched)
@@ -309,8 +289,7 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
             raise ValueError(
                 f"indices must lie in [0, {OH * OW}) (the output plane {(OH, OW)}), got {lo if lo < 0 else hi}"
             )
-    if not batched:
-        indices = indices[None]
+    indices = indices.view() if batched else indices[None]  # the ctx keeps a view, not the owner
     out = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
     if out.size:
         kernels().max_unpool2d_forward(x, indices, out, _threads(x, out))

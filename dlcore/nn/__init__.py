@@ -21,3 +21,4 @@ from .conv import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .upsample import *  # noqa: F401,F403  (Upsample, Concat: what a U-Net adds)

@@ -16,7 +16,7 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "InstanceNorm2d", "AdaIN"]
 class _NormBase(Module):
     """Parameters and buffers shared by batch and instance norm (torch's ``_NormBase``)."""
 
-    _expected_ndim = ()
+    _expected_ndim: tuple = ()
     _layout = ""
 
     def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype):
@@ -290,9 +290,13 @@ class AdaIN(Module):
 
     Examples::
 
+        >>> import numpy as np
+        >>> content, style = np.ones((2, 3, 8, 8)), np.ones((2, 3, 5, 5))
         >>> adain = AdaIN()
         >>> out = adain(content, style)
-        >>> grad_content, grad_style = adain.backward(grad_out)
+        >>> grad_content, grad_style = adain.backward(np.ones_like(out))
+        >>> out.shape, grad_style.shape
+        ((2, 3, 8, 8), (2, 3, 5, 5))
     """
 
     def __init__(self, eps=1e-5):

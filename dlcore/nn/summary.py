@@ -2,11 +2,13 @@
 
 It runs one forward pass on zeros of shape ``(batch_size, *input_shape)`` (in eval mode,
 so no running statistic changes and no dropout is drawn), records every leaf layer's
-output, and prints a table with one row per layer call:
+output through forward hooks (:meth:`Module.register_forward_hook`), and prints a table
+with one row per layer call:
 
 * **Layer**: the dotted name (torch's ``named_modules`` name, e.g. ``"2.block.0"``) and type;
-  leaf layers, plus containers such as ``Residual`` (its row, after its children's, is
-  the sum ``block(x) + shortcut(x)``), but not ``Sequential`` (its output is its last child's);
+  leaf layers, plus containers that compute something themselves, such as ``Residual``
+  (its row, after its children's, is the sum ``block(x) + shortcut(x)``); a container whose
+  output is its last child's own output (``Sequential``) gets no row;
 * **Output shape**: including the batch axis;
 * **Activations**: the number of output elements (what the forward stores for backward);
 * **Params**: the layer's own parameter count (``weight.size + bias.size``).
@@ -14,11 +16,16 @@ output, and prints a table with one row per layer call:
 and totals: parameters (shared ones once), activation elements, and both in bytes of the
 model's dtype.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Union
+
 import numpy as np
 
 from .._checks import check_int, describe
-from .module import Module
 
+# No import of .module or .layers: module.py imports this file (Module.summary), and a
+# model is anything with named_modules() and register_forward_hook().
 __all__ = ["summary"]
 
 
@@ -28,7 +35,8 @@ def _shape_of(out):
     return str(list(np.shape(out))), int(np.size(out))
 
 
-def summary(model, input_shape, batch_size=1, print_fn=print):
+def summary(model: Any, input_shape: Union[int, Sequence[int]], batch_size: int = 1,
+            print_fn: Optional[Callable[[str], Any]] = print) -> str:
     """Print and return (as a ``str``) the table of ``model``'s layers for one input shape.
 
     Parameters
@@ -43,7 +51,7 @@ def summary(model, input_shape, batch_size=1, print_fn=print):
 
     Example: LeNet-5 on ``(1, 28, 28)`` reports 61,706 parameters.
     """
-    if not isinstance(model, Module):
+    if not (hasattr(model, "named_modules") and hasattr(model, "register_forward_hook")):
         raise TypeError(f"model must be a dlcore.nn.Module, got {describe(model)}")
     if isinstance(input_shape, (int, np.integer)):
         input_shape = (input_shape,)
@@ -53,43 +61,32 @@ def summary(model, input_shape, batch_size=1, print_fn=print):
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     dtype = model.dtype or np.dtype(np.float32)
 
-    names = {id(m): name for name, m in model.named_modules()}
-    rows = []
-    patched = []
+    rows: List[list] = []  # [name, type, shape, size, params, output object], in call order
 
-    def wrap(module, name):
-        original = module.forward
-
-        def forward(*args, **kwargs):
-            out = original(*args, **kwargs)
+    def record(module, name):
+        def hook(module, args, out):
+            children = [c for c in module.children() if c is not None]
+            if children and rows and rows[-1][5] is out:
+                return  # a pass-through container (Sequential): its last child's row says it
             shape, size = _shape_of(out)
             n_params = sum(p.size for p in module._parameters.values() if p is not None)
-            rows.append((name or "(model)", type(module).__name__, shape, size, n_params))
-            return out
+            rows.append([name or "(model)", type(module).__name__, shape, size, n_params, out])
 
-        object.__setattr__(module, "forward", forward)
-        patched.append(module)
+        return module.register_forward_hook(hook)
 
-    from .layers import Sequential
-
-    # Leaves, plus containers that compute something themselves (Residual's addition);
-    # a Sequential's output is its last child's, so it gets no row of its own.
-    for module in model.modules():
-        is_leaf = not any(True for _ in module.children())
-        if is_leaf or (module is not model and not isinstance(module, Sequential)):
-            wrap(module, names[id(module)])
-
+    handles = [record(module, name) for name, module in model.named_modules()]
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
         model(np.zeros((batch_size,) + input_shape, dtype=dtype))
     finally:
-        for module in patched:
-            del module.__dict__["forward"]
+        for handle in handles:
+            handle.remove()
         for module, mode in modes:
             object.__setattr__(module, "training", mode)
         for module in model.modules():
             object.__setattr__(module, "_saved", None)
+    rows = [row[:5] for row in rows]
 
     total_params = model.num_parameters()
     trainable = total_params

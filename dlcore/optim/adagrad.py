@@ -32,6 +32,9 @@ class Adagrad(Optimizer):
     State per parameter (created with the optimizer, as torch): ``step``, ``sum``.
     """
 
+    # buffers a non-empty state must hold
+    _state_keys = {"step": None, "sum": None}
+
     def __init__(self, params, lr=0.01, lr_decay=0, weight_decay=0, eps=1e-10, *,
                  initial_accumulator_value=0, l1_decay=0):
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,

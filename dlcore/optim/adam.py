@@ -44,6 +44,9 @@ class Adam(Optimizer):
 
     _kernel = "adam_step"
 
+    # buffers a non-empty state must hold (None: always; else the group option enabling it)
+    _state_keys = {"step": None, "exp_avg": None, "exp_avg_sq": None, "max_exp_avg_sq": "amsgrad"}
+
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False,
                  *, l1_decay=0):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, describe
-from ..backends import get_num_threads, kernels
+from ..backends import kernel_threads, kernels
 from ..nn.module import Parameter
 
 # Passed for state a configuration does not use (no momentum, no amsgrad, ...): kernels
@@ -139,7 +139,7 @@ class Optimizer:
         ``closure``, if given, is called first and its value (the loss) returned, as in torch.
         """
         loss = closure() if closure is not None else None
-        backend, n_threads = kernels(), get_num_threads()
+        backend, n_threads = kernels(), kernel_threads()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -193,7 +193,7 @@ class Optimizer:
                 f"loaded state dict has {len(saved_groups)} parameter groups, "
                 f"the optimizer has {len(self.param_groups)}"
             )
-        by_index = {}
+        by_index, group_of = {}, {}
         new_groups = []
         for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
             if len(saved["params"]) != len(group["params"]):
@@ -210,11 +210,13 @@ class Optimizer:
             self._check_group(new)
             new["params"] = group["params"]
             new_groups.append(new)
+            group_of.update({int(k): new for k in saved["params"]})
         new_state = {}
         for key, saved in state_dict["state"].items():
             if int(key) not in by_index:
                 raise KeyError(f"state_dict has state for parameter {key}, which no parameter group lists")
             p = by_index[int(key)]
+            _check_state_keys(self, saved, group_of[int(key)], key)
             new_state[p] = {name: _load_value(name, value, p, key) for name, value in saved.items()}
         self.param_groups = new_groups
         self.state = new_state
@@ -275,6 +277,24 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return type(value)(_plain(v) for v in value)
     return value
+
+
+def _check_state_keys(optimizer, saved, group, key):
+    """A parameter's loaded state, once it has any, must hold every buffer its step reads.
+
+    ``_state_keys`` (per optimizer class) maps each buffer to None (always needed) or to
+    the group option that enables it (``"amsgrad"``, ...). A missing one would otherwise
+    be silently recreated as zeros, restarting that running average; torch raises KeyError.
+    """
+    if not saved:
+        return
+    if not isinstance(saved, dict):
+        raise TypeError(f"state of parameter {key} must be a dict, got {describe(saved)}")
+    needed = [k for k, option in getattr(optimizer, "_state_keys", {}).items() if option is None or group.get(option)]
+    missing = [k for k in needed if k not in saved]
+    if missing:
+        raise KeyError(f"the state of parameter {key} lacks {missing} (it holds {sorted(saved)}): "
+                       f"the state dict is incomplete for {type(optimizer).__name__}")
 
 
 def _load_value(name, value, p, key):

@@ -43,6 +43,9 @@ class RMSprop(Optimizer):
     ``grad_avg`` (centered).
     """
 
+    # buffers a non-empty state must hold (None: always; else the group option enabling it)
+    _state_keys = {"step": None, "square_avg": None, "momentum_buffer": "momentum", "grad_avg": "centered"}
+
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
                  *, l1_decay=0):
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,

@@ -94,6 +94,20 @@ cdef inline intp_t _chunk_len(intp_t c, intp_t n) noexcept nogil:
     return min(CHUNK, n - c * CHUNK)
 
 
+# The loops below trust their buffers, so every def checks first, in O(1), that the sizes
+# given by all its arguments agree (a short `out` would otherwise be written past its end).
+cdef int _check_len(str name, intp_t got, intp_t n) except -1:
+    if got != n:
+        raise ValueError(f"{name} must have {n} elements (the first argument's), got {got}")
+    return 0
+
+
+cdef int _check_shape(str name, intp_t R, intp_t C, intp_t want_R, intp_t want_C) except -1:
+    if R != want_R or C != want_C:
+        raise ValueError(f"{name} must have shape ({want_R}, {want_C}) (the first argument's), got ({R}, {C})")
+    return 0
+
+
 cdef extern from *:
     """
     #include <math.h>
@@ -304,6 +318,7 @@ def relu_forward(const floating[::1] x,  # IN (n,)
     Same contract as the NumPy twin. The caller validates and allocates.
     """
     cdef intp_t n = x.shape[0], c
+    _check_len("out", out.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _relu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
@@ -315,6 +330,8 @@ def relu_backward(const floating[::1] grad_output,  # IN (n,)
                   int n_threads):
     """grad_input = grad_output * [output > 0]; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = grad_output.shape[0], c
+    _check_len("output", output.shape[0], n)
+    _check_len("grad_input", grad_input.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _relu_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
@@ -327,6 +344,7 @@ def leaky_relu_forward(const floating[::1] x,  # IN (n,)
                        int n_threads):
     """out = x if x > 0 else negative_slope * x; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
+    _check_len("out", out.shape[0], n)
     cdef floating slope = <floating>negative_slope
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
@@ -340,6 +358,8 @@ def leaky_relu_backward(const floating[::1] grad_output,  # IN (n,)
                         int n_threads):
     """grad_input = grad_output * (1 if x > 0 else negative_slope). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
+    _check_len("x", x.shape[0], n)
+    _check_len("grad_input", grad_input.shape[0], n)
     cdef floating slope = <floating>negative_slope
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
@@ -352,6 +372,7 @@ def sigmoid_forward(const floating[::1] x,  # IN (n,)
                     int n_threads):
     """out = 1 / (1 + exp(-x)), overflow-free; arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
+    _check_len("out", out.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _sigmoid_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
@@ -363,6 +384,8 @@ def sigmoid_backward(const floating[::1] grad_output,  # IN (n,)
                      int n_threads):
     """grad_input = grad_output * y * (1 - y). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
+    _check_len("output", output.shape[0], n)
+    _check_len("grad_input", grad_input.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _sigmoid_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
@@ -374,6 +397,7 @@ def tanh_forward(const floating[::1] x,  # IN (n,)
                  int n_threads):
     """out = tanh(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
+    _check_len("out", out.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _tanh_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
@@ -385,6 +409,8 @@ def tanh_backward(const floating[::1] grad_output,  # IN (n,)
                   int n_threads):
     """grad_input = grad_output * (1 - y^2). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
+    _check_len("output", output.shape[0], n)
+    _check_len("grad_input", grad_input.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(n, n_threads)):
             _tanh_bwd(&grad_output[c * CHUNK], &output[c * CHUNK], &grad_input[c * CHUNK],
@@ -396,6 +422,7 @@ def silu_forward(const floating[::1] x,  # IN (n,)
                  int n_threads):
     """out = x * sigmoid(x); arrays (n,) of one float dtype. See the twin."""
     cdef intp_t n = x.shape[0], c
+    _check_len("out", out.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_fwd(&x[c * CHUNK], &out[c * CHUNK], _chunk_len(c, n))
@@ -407,6 +434,8 @@ def silu_backward(const floating[::1] grad_output,  # IN (n,)
                   int n_threads):
     """grad_input = grad_output * s * (1 + x * (1 - s)), s = sigmoid(x). See the twin."""
     cdef intp_t n = grad_output.shape[0], c
+    _check_len("x", x.shape[0], n)
+    _check_len("grad_input", grad_input.shape[0], n)
     with nogil:
         for c in prange(_n_chunks(n), schedule='static', num_threads=_team(EXP_COST * n, n_threads)):
             _silu_bwd(&grad_output[c * CHUNK], &x[c * CHUNK], &grad_input[c * CHUNK],
@@ -506,6 +535,7 @@ def softmax_forward(const floating[:, ::1] x,  # IN (R, C)
     Same contract as the NumPy twin. The caller validates and allocates.
     """
     cdef intp_t R = x.shape[0], C = x.shape[1], r
+    _check_shape("out", out.shape[0], out.shape[1], R, C)
     if C == 0:
         return
     with nogil:
@@ -518,7 +548,9 @@ def softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
                      floating[:, ::1] grad_input,         # OUT (R, C)
                      int n_threads):
     """grad_input[r] = y_r * (g_r - <g_r, y_r>). See the twin."""
-    cdef intp_t R = output.shape[0], C = output.shape[1], r
+    cdef intp_t R = grad_output.shape[0], C = grad_output.shape[1], r
+    _check_shape("output", output.shape[0], output.shape[1], R, C)
+    _check_shape("grad_input", grad_input.shape[0], grad_input.shape[1], R, C)
     if C == 0:
         return
     with nogil:
@@ -531,6 +563,7 @@ def log_softmax_forward(const floating[:, ::1] x,  # IN (R, C)
                         int n_threads):
     """out[r] = (x_r - max x_r) - log sum exp(x_r - max x_r). See the twin."""
     cdef intp_t R = x.shape[0], C = x.shape[1], r
+    _check_shape("out", out.shape[0], out.shape[1], R, C)
     if C == 0:
         return
     with nogil:
@@ -543,7 +576,9 @@ def log_softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
                          floating[:, ::1] grad_input,         # OUT (R, C)
                          int n_threads):
     """grad_input[r] = g_r - exp(y_r) * sum(g_r). See the twin."""
-    cdef intp_t R = output.shape[0], C = output.shape[1], r
+    cdef intp_t R = grad_output.shape[0], C = grad_output.shape[1], r
+    _check_shape("output", output.shape[0], output.shape[1], R, C)
+    _check_shape("grad_input", grad_input.shape[0], grad_input.shape[1], R, C)
     if C == 0:
         return
     with nogil:
@@ -551,27 +586,45 @@ def log_softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
             _log_softmax_bwd_row(&grad_output[r, 0], &output[r, 0], &grad_input[r, 0], C)
 
 
+cdef int _check_targets(const int64_t[::1] target, intp_t C) except -1:
+    # O(N) next to the O(N*C) rows: the loops index logits[i, target[i]] unchecked.
+    cdef intp_t i
+    for i in range(target.shape[0]):
+        if target[i] < 0 or target[i] >= C:
+            raise ValueError(f"target must hold class indices in [0, {C}), got {target[i]} at row {i}")
+    return 0
+
+
 def softmax_cross_entropy_forward(const floating[:, ::1] logits,  # IN (N, C)
-                                  const int64_t[::1] target,    # IN (N,) int64 in [0, C)
+                                  const int64_t[::1] target,      # IN (N,) int64 in [0, C)
                                   floating[::1] loss,             # OUT (N,)
-                                  double[::1] lse,                # OUT (N,) float64
+                                  double[::1] row_max,            # OUT (N,) float64
+                                  double[::1] log_sum,            # OUT (N,) float64
                                   int n_threads):
     """Per-row cross-entropy of softmax(logits) against integer targets.
 
-    loss[i] = (m_i - x[i, t_i]) + log sum_j exp(x[i, j] - m_i), m_i = max_j x[i, j];
-    lse[i] = m_i + log sum_j exp(x[i, j] - m_i), kept in float64 for the backward.
+    loss[i] = (m_i - x[i, t_i]) + log_sum[i], with m_i = row_max[i] = max_j x[i, j] and
+    log_sum[i] = log sum_j exp(x[i, j] - m_i), both kept in float64 for the backward.
+    They are kept apart, not added into one log-sum-exp: log_sum is in [0, log C], and
+    m + log_sum would round it away when |m| is large (1e30 + log 2 == 1e30), which makes
+    the backward's probabilities of tied maxima 1 each instead of 1/2.
 
     Parameters
     ----------
     logits : ndarray of shape (N, C), dtype float32 or float64, C-contiguous
-    target : ndarray of shape (N,), dtype int64, every entry in [0, C) (checked by the caller)
+    target : ndarray of shape (N,), dtype int64, every entry in [0, C) (else ValueError)
     loss : ndarray of shape (N,), logits' dtype, written
-    lse : ndarray of shape (N,), float64, written
+    row_max, log_sum : ndarrays of shape (N,), float64, written
     n_threads : int
     """
     cdef intp_t N = logits.shape[0], C = logits.shape[1], i
     cdef floating m
     cdef double log_s
+    _check_len("target", target.shape[0], N)
+    _check_len("loss", loss.shape[0], N)
+    _check_len("row_max", row_max.shape[0], N)
+    _check_len("log_sum", log_sum.shape[0], N)
+    _check_targets(target, C)
     if C == 0:
         return
     with nogil:
@@ -579,27 +632,36 @@ def softmax_cross_entropy_forward(const floating[:, ::1] logits,  # IN (N, C)
             m = _row_max(&logits[i, 0], C)
             log_s = log(_row_sum_exp(&logits[i, 0], m, C))
             loss[i] = <floating>((m - logits[i, target[i]]) + log_s)
-            lse[i] = m + log_s
+            row_max[i] = m
+            log_sum[i] = log_s
 
 
 def softmax_cross_entropy_backward(const floating[::1] grad_output,  # IN (N,)
                                    const floating[:, ::1] logits,    # IN (N, C)
-                                   const int64_t[::1] target,      # IN (N,)
-                                   const double[::1] lse,            # IN (N,) from the forward
+                                   const int64_t[::1] target,        # IN (N,)
+                                   const double[::1] row_max,        # IN (N,) from the forward
+                                   const double[::1] log_sum,        # IN (N,) from the forward
                                    floating[:, ::1] grad_input,      # OUT (N, C)
                                    int n_threads):
-    """grad_input[i, j] = grad_output[i] * (exp(x[i, j] - lse[i]) - [j == t_i]). See the twin."""
+    """grad_input[i, j] = grad_output[i] * (exp((x[i, j] - m_i) - log_sum[i]) - [j == t_i]). See the twin."""
     cdef intp_t N = logits.shape[0], C = logits.shape[1], i, j
-    cdef double g, l
+    cdef double g, m, ls
+    _check_len("grad_output", grad_output.shape[0], N)
+    _check_len("target", target.shape[0], N)
+    _check_len("row_max", row_max.shape[0], N)
+    _check_len("log_sum", log_sum.shape[0], N)
+    _check_shape("grad_input", grad_input.shape[0], grad_input.shape[1], N, C)
+    _check_targets(target, C)
     if C == 0:
         return
     with nogil:
         for i in prange(N, schedule='static', num_threads=_team(ROW_COST * N * C, n_threads)):
             g = grad_output[i]
-            l = lse[i]
+            m = row_max[i]
+            ls = log_sum[i]
             for j in range(C):
-                if floating is float:  # x - lse <= 0, and the float exp vectorizes where libm's does not
-                    grad_input[i, j] = <float>g * _expf_nonpos(<float>(logits[i, j] - l))
+                if floating is float:  # (x - m) - log_sum <= 0, and the float exp vectorizes where libm's does not
+                    grad_input[i, j] = <float>g * _expf_nonpos(<float>((logits[i, j] - m) - ls))
                 else:
-                    grad_input[i, j] = g * exp(logits[i, j] - l)
-            grad_input[i, target[i]] = <floating>(g * (exp(logits[i, target[i]] - l) - 1))
+                    grad_input[i, j] = g * exp((logits[i, j] - m) - ls)
+            grad_input[i, target[i]] = <floating>(g * (exp((logits[i, target[i]] - m) - ls) - 1))

@@ -8,7 +8,7 @@ import os
 
 from ._info import compiled_info, openmp_max_threads, openmp_num_procs  # noqa: F401
 
-_STEMS = ("conv", "pool", "activation", "optim")
+_STEMS = ("conv", "pool", "activation", "optim", "norm")
 
 
 def _export(stem):

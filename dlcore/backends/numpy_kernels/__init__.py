@@ -5,5 +5,6 @@ with the same signatures (``n_threads`` is accepted and ignored).
 """
 from .activation import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .norm import *  # noqa: F401,F403
 from .optim import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403

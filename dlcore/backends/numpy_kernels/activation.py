@@ -10,7 +10,8 @@ Shapes
 * elementwise kernels: every array is 1-D ``(n,)`` (the caller passes ``x.reshape(-1)``);
 * softmax / log_softmax: ``(R, C)``, normalized over the last axis (C) of each row;
 * softmax_cross_entropy: ``logits (N, C)``, ``target (N,)`` int64 in ``[0, C)``,
-  ``loss (N,)``, ``lse (N,)`` float64 (the log-sum-exp of each row, kept for backward).
+  ``loss (N,)``, ``row_max (N,)`` and ``log_sum (N,)`` float64 (each row's maximum and
+  log-sum-exp after subtracting it, kept for backward).
 
 Every backward kernel receives ``grad_output`` = dL/d(out) and writes
 ``grad_input`` = dL/d(x). Where the derivative is a function of the forward result
@@ -144,37 +145,50 @@ def log_softmax_backward(grad_output, output, grad_input, n_threads):
     np.subtract(grad_output, np.exp(output) * total, out=grad_input)
 
 
-def softmax_cross_entropy_forward(logits, target, loss, lse, n_threads):
+def _check_targets(target, C):
+    # The compiled kernel indexes with the targets unchecked, so both backends refuse them alike.
+    bad = (target < 0) | (target >= C)
+    if bad.any():
+        raise ValueError(f"target must hold class indices in [0, {C}), got {target[bad][0]} at row {np.argmax(bad)}")
+
+
+def softmax_cross_entropy_forward(logits, target, loss, row_max, log_sum, n_threads):
     """Per-row cross-entropy of softmax(logits) against integer targets, fused.
 
-    loss[i] = -log softmax(x_i)[t_i] = (m_i - x[i, t_i]) + log sum_j exp(x[i, j] - m_i)
-    lse[i]  = m_i + log sum_j exp(x[i, j] - m_i)        (float64, reused by backward)
+    loss[i]    = -log softmax(x_i)[t_i] = (m_i - x[i, t_i]) + log_sum[i]
+    row_max[i] = m_i = max_j x[i, j]                          (float64, reused by backward)
+    log_sum[i] = log sum_j exp(x[i, j] - m_i), in [0, log C]  (float64, reused by backward)
 
-    logits: (N, C); target: (N,) int64 in [0, C); loss: (N,) logits' dtype; lse: (N,) float64.
-    Written as (m - x_t) + log(sum) rather than lse - x_t so that a confident, correct
-    prediction keeps a small loss accurate::
+    logits: (N, C); target: (N,) int64 in [0, C); the outputs (N,). Written as
+    (m - x_t) + log(sum) rather than lse - x_t so that a confident, correct prediction
+    keeps a small loss accurate; m and log(sum) are kept apart because m + log(sum) loses
+    log(sum) when |m| is huge (1e30 + log 2 == 1e30)::
 
         for i in range(N):
             m = max(x[i]); s = sum(exp(x[i] - m))
-            loss[i] = (m - x[i, t[i]]) + log(s); lse[i] = m + log(s)
+            loss[i] = (m - x[i, t[i]]) + log(s); row_max[i] = m; log_sum[i] = log(s)
     """
+    _check_targets(target, logits.shape[1])
     if logits.size == 0:
         return
     m = logits.max(axis=1)
-    log_sum = np.log(np.exp(logits - m[:, None]).sum(axis=1))
-    loss[:] = (m - logits[np.arange(len(target)), target]) + log_sum
-    lse[:] = m.astype(np.float64) + log_sum
+    log_s = np.log(np.exp(logits - m[:, None]).sum(axis=1))
+    loss[:] = (m - logits[np.arange(len(target)), target]) + log_s
+    row_max[:] = m
+    log_sum[:] = log_s
 
 
-def softmax_cross_entropy_backward(grad_output, logits, target, lse, grad_input, n_threads):
+def softmax_cross_entropy_backward(grad_output, logits, target, row_max, log_sum, grad_input, n_threads):
     """grad_input[i, j] = grad_output[i] * (softmax(x_i)[j] - [j == t_i]).
 
-    softmax(x_i)[j] = exp(x[i, j] - lse[i]). grad_output: (N,) (the upstream gradient of
-    each row's loss); the other shapes as in the forward::
+    softmax(x_i)[j] = exp((x[i, j] - m_i) - log_sum[i]). grad_output: (N,) (the upstream
+    gradient of each row's loss); the other shapes as in the forward::
 
         for i in range(N):
-            grad_input[i] = grad_output[i] * exp(x[i] - lse[i]); grad_input[i, t[i]] -= grad_output[i]
+            grad_input[i] = grad_output[i] * exp((x[i] - m[i]) - log_sum[i])
+            grad_input[i, t[i]] -= grad_output[i]
     """
-    p = np.exp(logits - lse[:, None])
+    _check_targets(target, logits.shape[1])
+    p = np.exp((logits - row_max[:, None]) - log_sum[:, None])
     p[np.arange(len(target)), target] -= 1
     np.multiply(p, grad_output[:, None], out=grad_input, casting="unsafe")

@@ -23,6 +23,13 @@ __all__ = [
 ]
 
 
+def _check_indices(indices, n):
+    # NumPy would wrap a negative index silently; both backends refuse out-of-plane ones alike.
+    if indices.size and (indices.min() < 0 or indices.max() >= n):
+        raise ValueError(f"indices must lie in [0, {n}) (a flat position in one plane), "
+                         f"got {indices.min() if indices.min() < 0 else indices.max()}")
+
+
 def max_pool2d_forward(x, out, indices, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, n_threads):
     """out[n,c,oh,ow] = max of the window; indices = where it is (flat index in the H*W plane).
 
@@ -85,6 +92,7 @@ def max_pool2d_backward(grad_output, indices, grad_input, n_threads):
     n_threads : int, ignored
     """
     planes = grad_input.reshape(grad_input.shape[0] * grad_input.shape[1], -1)  # a view
+    _check_indices(indices, planes.shape[1])
     planes[...] = 0
     rows = np.arange(planes.shape[0])[:, None]
     np.add.at(planes, (rows, indices.reshape(planes.shape[0], -1)), grad_output.reshape(planes.shape[0], -1))
@@ -167,6 +175,7 @@ def max_unpool2d_forward(x, indices, out, n_threads):
     n_threads : int, ignored
     """
     planes = out.reshape(out.shape[0] * out.shape[1], -1)  # a view
+    _check_indices(indices, planes.shape[1])
     planes[...] = 0
     rows = np.arange(planes.shape[0])[:, None]
     # Assignment visits the index array in row-major order here, so the last write wins.
@@ -190,5 +199,6 @@ def max_unpool2d_backward(grad_output, indices, grad_input, n_threads):
     n_threads : int, ignored
     """
     NC = grad_input.shape[0] * grad_input.shape[1]
+    _check_indices(indices, grad_output.shape[2] * grad_output.shape[3])
     flat = np.take_along_axis(grad_output.reshape(NC, -1), indices.reshape(NC, -1), axis=1)
     grad_input[...] = flat.reshape(grad_input.shape)

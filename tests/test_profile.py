@@ -1,0 +1,105 @@
+"""dlcore.profile: FLOP counts by hand, and its total against a measured step."""
+import time
+
+import numpy as np
+import pytest
+
+import dlcore
+from dlcore import backends, models, nn
+
+
+def rows_by_layer(report):
+    return {r["layer"]: r for r in report.rows}
+
+
+def test_linear_flops_equal_hand_counts():
+    dlcore.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 5, bias=False))
+    x = np.ones((8, 20), np.float32)
+    rows = rows_by_layer(dlcore.profile(model, x, repeat=1))
+    # forward 2*B*in*out + B*out (bias); backward: input and weight gradients 2*(2*B*in*out) + B*out
+    assert rows["0"]["flops"] == (2 * 8 * 20 * 30 + 8 * 30) + (4 * 8 * 20 * 30 + 8 * 30)
+    assert rows["2"]["flops"] == 2 * 8 * 30 * 5 + 4 * 8 * 30 * 5
+    assert rows["1"]["flops"] is None and rows["1"]["bytes"] == 8 * 30 * 4 * 2 + 8 * 30 * 4 * 3
+
+
+def test_linear_on_3d_input_counts_every_row():
+    model = nn.Sequential(nn.Linear(6, 4))
+    rows = rows_by_layer(dlcore.profile(model, np.ones((2, 3, 6), np.float32), repeat=1))
+    assert rows["0"]["flops"] == 6 * (2 * 6 * 4 + 4) + 6 * (4 * 6 * 4 + 4)
+
+
+def test_conv_flops_equal_hand_counts():
+    dlcore.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 2, (1, 2), bias=False),
+                          nn.ConvTranspose2d(2, 5, 3, stride=2))
+    x = np.ones((2, 3, 9, 9), np.float32)
+    rows = rows_by_layer(dlcore.profile(model, x, repeat=1))
+    # Conv2d(3, 4, 3, s=2, p=1) on 9x9: OH = OW = 5; each of 2*4*5*5 outputs is a 3*3*3-term dot product
+    outputs = 2 * 4 * 5 * 5
+    assert rows["0"]["output_shape"] == (2, 4, 5, 5)
+    assert rows["0"]["flops"] == (2 * outputs * 27 + outputs) + (4 * outputs * 27 + outputs)
+    # Conv2d(4, 2, (1, 2)) on 5x5: 5x4 outputs, each a 4*1*2-term dot product, no bias
+    assert rows["1"]["flops"] == 6 * (2 * 2 * 5 * 4) * 8
+    # ConvTranspose2d(2, 5, 3, s=2) on 5x4: each of 2*2*5*4 inputs scatters 5*3*3 products
+    assert rows["2"]["output_shape"] == (2, 5, 11, 9)
+    assert rows["2"]["flops"] == 6 * (2 * 2 * 5 * 4) * 45 + 2 * (2 * 5 * 11 * 9)
+
+
+def test_report_text_dict_and_backend_column():
+    dlcore.manual_seed(0)
+    model = models.LeNet5()
+    x = np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    relu_kernel = backends.kernels().relu_forward
+    report = dlcore.profile(model, x, np.arange(4), nn.CrossEntropyLoss(), repeat=2)
+    data = report.as_dict()
+    assert [r["layer"] for r in data["rows"]] == [str(i) for i in range(12)]
+    rows = rows_by_layer(report)
+    assert rows["0"]["backend"] == f"{dlcore.get_backend()}: conv2d_forward, conv2d_backward"
+    assert rows["7"]["backend"] == "numpy (no kernel)"
+    assert all(r["forward_ms"] > 0 and r["backward_ms"] >= 0 for r in data["rows"])
+    assert data["totals"]["loss_ms"] > 0 and data["gemm_gflops"] > 0 and data["bandwidth_gbs"] > 0
+    text = str(report)
+    assert "Conv2d" in text and "(4, 6, 28, 28)" in text and "loss" in text and "total" in text
+    # the recording wrappers are gone
+    assert "forward" not in model[0].__dict__
+    assert backends.kernels().relu_forward is relu_kernel
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="together"):
+        dlcore.profile(nn.Sequential(nn.ReLU()), np.ones((1, 2)), y=np.ones(1))
+    with pytest.raises(ValueError, match="repeat"):
+        dlcore.profile(nn.Sequential(nn.ReLU()), np.ones((1, 2)), repeat=0)
+
+
+@pytest.mark.slow
+def test_total_time_is_within_20_percent_of_a_measured_step(one_thread):
+    """Profiled steps and plain steps alternate, so both see the same machine load; the
+    medians are compared. The machine is shared, so a bad round is retried (twice)."""
+    dlcore.manual_seed(0)
+    model = models.LeNet5()
+    criterion = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+
+    def step():
+        start = time.perf_counter()
+        model.zero_grad()
+        out = model(x)
+        criterion(out, y)
+        model.backward(criterion.backward())
+        return time.perf_counter() - start
+
+    ratios = []
+    for attempt in range(3):
+        profiled, plain = [], []
+        for _ in range(9):
+            profiled.append(dlcore.profile(model, x, y, criterion, repeat=1, warmup=0).totals["total_ms"] / 1e3)
+            plain.append(step())
+        ratios.append(float(np.median(profiled) / np.median(plain)))
+        if 0.8 <= ratios[-1] <= 1.2:
+            break
+    print("profile total / measured step:", ratios)
+    assert 0.8 <= ratios[-1] <= 1.2, f"profile total / measured step = {ratios}"
