@@ -2,6 +2,11 @@
 
 Build policy (all from the environment, so CI and users can steer it):
 
+* The C compiler is probed first (compile and link a tiny program that includes
+  Python.h). When it does not work -- none installed, ``CC=/bin/false``, no Python
+  headers -- or an extension fails to build, the build says so in one line and installs
+  the NumPy-only package; ``build_info()["compiled_error"]`` then gives the reason.
+  ``DLCORE_REQUIRE_COMPILED=1`` (or ``DLCORE_FAIL_NO_OPENMP=1``) makes that an error (CI).
 * OpenMP is probed by compiling, linking and running a tiny C program. When the probe
   fails the build warns and continues serial; ``DLCORE_NO_OPENMP=1`` forces serial and
   ``DLCORE_FAIL_NO_OPENMP=1`` turns a failed probe into an error (CI uses it).
@@ -13,6 +18,7 @@ Build policy (all from the environment, so CI and users can steer it):
 * The generated C is never committed, and an sdist ships only .pyx/.pxd sources.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,10 +104,87 @@ def probe_openmp(compiler, compile_args, link_args):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+COMPILER_PROBE_SOURCE = textwrap.dedent(
+    """
+    #include <Python.h>
+    int main(void) { PyObject *none = NULL; return (none == NULL && PY_VERSION_HEX > 0) ? 0 : 1; }
+    """
+)
+
+# Written into the package when the kernels could not be built; dlcore.backends reads it.
+NOT_BUILT_FILE = os.path.join("dlcore", "backends", "cython_kernels", "NOT_BUILT.txt")
+
+
+def probe_compiler(compiler):
+    """None when ``compiler`` compiles and links a C program using Python.h, else why not."""
+    tmp = tempfile.mkdtemp(prefix="dlcore-cc-")
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp)
+        with open("probe.c", "w") as fh:
+            fh.write(COMPILER_PROBE_SOURCE)
+        objects = compiler.compile(["probe.c"])
+        compiler.link_executable(objects, "probe")
+        return None
+    except Exception as exc:  # CompileError, LinkError, a missing executable, ...
+        return f"compiling a test program that includes Python.h failed ({_short_error(exc)})"
+    finally:
+        os.chdir(cwd)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _short_error(exc):
+    """The gist of a compiler error: not the whole command line that setuptools puts in it."""
+    text = " ".join(str(exc).split())
+    match = re.search(r"""[Cc]ommand '\[?'?([^',\]]+).*?(exit (?:status|code) -?\d+)""", text)
+    if match:
+        return f"{type(exc).__name__}: {match.group(1)} {match.group(2)}"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _compiler_name(compiler):
+    return " ".join((getattr(compiler, "compiler_so", None) or [compiler.compiler_type])[:1])
+
+
 class BuildExt(build_ext):
-    """Adds OpenMP and optimization flags once the compiler is known."""
+    """Adds OpenMP and optimization flags once the compiler is known; without a working
+    compiler, builds nothing and leaves a note saying why (see the module docstring)."""
 
     def build_extensions(self):
+        problem = probe_compiler(self.compiler)
+        if problem is None:
+            try:
+                self._build_compiled()
+            except Exception as exc:  # CompileError, LinkError, ...
+                problem = f"building the extensions failed ({_short_error(exc)})"
+        if problem is None:
+            self._write_not_built(None)
+            return
+        why = f"the C compiler ({_compiler_name(self.compiler)}) does not work: {problem}"
+        if _flag("DLCORE_REQUIRE_COMPILED") or _flag("DLCORE_FAIL_NO_OPENMP"):
+            raise RuntimeError(f"dlcore: {why} (DLCORE_REQUIRE_COMPILED/DLCORE_FAIL_NO_OPENMP is set)")
+        sys.stderr.write(f"dlcore: {why}; installing the NumPy-only package (dlcore.build_info() says why)\n")
+        for ext in self.extensions:  # nothing half-built goes into the package
+            try:
+                os.remove(self.get_ext_fullpath(ext.name))
+            except OSError:
+                pass
+        self._write_not_built(why)
+
+    def _write_not_built(self, why):
+        """Leave (or, after a good build, remove) the note read by dlcore.backends."""
+        if self.inplace:
+            return  # a developer's tree: the build's own error output says it
+        path = os.path.join(self.build_lib, NOT_BUILT_FILE)
+        if why is None:
+            if os.path.exists(path):
+                os.remove(path)
+            return
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(f"not compiled when dlcore was installed: {why}\n")
+
+    def _build_compiled(self):
         ctype = self.compiler.compiler_type
         if ctype == "msvc":
             base = ["/O2"]
@@ -117,7 +200,8 @@ class BuildExt(build_ext):
         else:
             msg = (
                 f"OpenMP probe failed with {ctype} and flags {omp_compile} {omp_link}: "
-                "building dlcore's kernels serial. On macOS install libomp (brew install libomp)."
+                "building dlcore's kernels serial."
+                + (" On macOS install libomp (brew install libomp)." if sys.platform == "darwin" else "")
             )
             if _flag("DLCORE_FAIL_NO_OPENMP"):
                 raise RuntimeError(msg)
@@ -150,9 +234,21 @@ def _c_string(text):
     return '"' + text.replace("\\", "\\\\").replace('"', "'") + '"'
 
 
+def _check_scipy_blas(stems):
+    """conv.pyx calls BLAS through scipy.linalg.cython_blas: SciPy is a build dependency."""
+    if "conv" not in stems:
+        return
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError(f"building dlcore's convolution needs SciPy (for scipy.linalg.cython_blas): "
+                           f"pip install scipy ({exc})") from None
+
+
 def extensions():
     only = [s for s in os.environ.get("DLCORE_ONLY", "").split(",") if s]
     stems = [s for s in KERNEL_STEMS if not only or s in only]
+    _check_scipy_blas(stems)
     exts = [
         Extension(f"dlcore.backends.cython_kernels.{stem}", [f"src/dlcore/{stem}.pyx"])
         for stem in stems

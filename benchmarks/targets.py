@@ -9,12 +9,17 @@ for lives here::
 
 Each target is a ratio measured within one run (the machines are shared and noisy):
 
-* LeNet-5 training step: compiled time / torch time <= 0.70 (torch with autograd and
-  ``torch.optim.Adam``, same threads), and at least 3x faster than the NumPy backend;
-* compute-bound cases (marked ``gemm`` in ``dlcore/bench/cases.py``): at least 60% of the
+* LeNet-5 training step: compiled time / torch time <= 0.40 (torch with autograd and
+  ``torch.optim.Adam``; the faster of torch in the bench's process and in its own process
+  with its default settings), and at least 4x faster than the NumPy backend; the
+  60,000-sample epoch <= 0.50x torch;
+* compute-bound cases (marked ``gemm`` in ``dlcore/bench/cases.py``): at least 70% of the
   GFLOP/s of NumPy's float32 GEMM measured in the same run;
-* memory-bound cases (marked ``bandwidth``): at most 2x the time the bytes that must move
-  take at the measured memory bandwidth.
+* memory-bound cases (marked ``bandwidth``): at most 1.5x the time the bytes that must move
+  take at the measured memory bandwidth;
+* the process-level cases (``dlcore/bench/process.py``): the step with torch imported
+  first <= 1.1x the step with dlcore first; with one extra CPU-bound process <= 2.5x the
+  quiet step (torch's ratio under the same load is shown for comparison).
 """
 import argparse
 import json
@@ -35,21 +40,39 @@ def targets(report):
     step = cases.get("lenet5.train_step.b64")
     if step:
         r = step["metrics"].get("cython/torch")
-        add("LeNet-5 train step: compiled time / torch time", r, "<= 0.70",
-            r is not None and r <= 0.70, "torch: autograd + torch.optim.Adam, same threads")
+        add("LeNet-5 train step: compiled time / torch time", r, "<= 0.40",
+            r is not None and r <= 0.40,
+            "torch: autograd + torch.optim.Adam; the faster of in-process and own-process torch")
         r = step["metrics"].get("cython/numpy")
         speedup = 1 / r if r else None
-        add("LeNet-5 train step: speedup over the NumPy backend", speedup, ">= 3x",
-            speedup is not None and speedup >= 3, "numpy time / compiled time")
+        add("LeNet-5 train step: speedup over the NumPy backend", speedup, ">= 4x",
+            speedup is not None and speedup >= 4, "numpy time / compiled time")
+    epoch = cases.get("lenet5.epoch.60000")
+    if epoch:
+        r = epoch["metrics"].get("cython/torch")
+        add("LeNet-5 epoch: compiled time / torch time", r, "<= 0.50", r is not None and r <= 0.50,
+            "the faster of in-process and own-process torch")
+    for p in report.get("process_cases") or []:
+        if p["name"] == "lenet5 import order":
+            r = p.get("ratio")
+            add("LeNet-5 train step: torch imported first / dlcore imported first", r, "<= 1.1",
+                r is not None and r <= 1.1, "compiled step, each order in fresh processes")
+        elif p["name"] == "lenet5 busy machine":
+            r = (p.get("cython") or {}).get("ratio")
+            t = (p.get("torch") or {}).get("ratio")
+            add("LeNet-5 train step: with one extra CPU-bound process / quiet", r, "<= 2.5",
+                r is not None and r <= 2.5,
+                f"compiled, {p['threads']} threads; torch under the same load: "
+                + ("n/a" if t is None else f"x{t:.2f}"))
     for c in cases.values():
         if c.get("target") == "gemm":
             f = c["metrics"].get("fraction_of_gemm")
-            add(f"{c['name']}: fraction of measured GEMM GFLOP/s", f, ">= 0.60", f is not None and f >= 0.60,
+            add(f"{c['name']}: fraction of measured GEMM GFLOP/s", f, ">= 0.70", f is not None and f >= 0.70,
                 f"{c['metrics'].get('gflops') or float('nan'):.1f} GFLOP/s vs GEMM "
                 f"{limits.get('gemm_gflops') or float('nan'):.1f}")
         elif c.get("target") == "bandwidth":
             x = c["metrics"].get("times_floor")
-            add(f"{c['name']}: time / memory-bandwidth floor", x, "<= 2.0", x is not None and x <= 2.0,
+            add(f"{c['name']}: time / memory-bandwidth floor", x, "<= 1.5", x is not None and x <= 1.5,
                 f"{c['bytes'] / 1e6:.0f} MB must move; floor at "
                 f"{limits.get('bandwidth_gbs') or float('nan'):.1f} GB/s")
     return out

@@ -14,7 +14,10 @@ def _info(args):
 
 
 def main(argv=None):
+    from ._version import __version__
+
     parser = argparse.ArgumentParser(prog="python -m dlcore", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dlcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print build_info() as a table").set_defaults(func=_info)
     # A subcommand module that fails to import is a bug to see, not a command to hide.

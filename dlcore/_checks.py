@@ -4,21 +4,25 @@ Validation happens once, here in Python, before a kernel runs: the compiled loop
 bounds checks off, so everything they index must already be known to be in range.
 Every message names the argument, what was expected and what was given.
 """
+from __future__ import annotations
+
 import numbers
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def describe(x):
+def describe(x: Any) -> str:
     """A short description of a value for error messages."""
     if isinstance(x, np.ndarray):
         return f"an array of shape {x.shape} and dtype {x.dtype}"
     return f"{type(x).__name__} {x!r}"
 
 
-def as_floating(x, name, dtype=None):
+def as_floating(x: Any, name: str, dtype: Optional[DTypeLike] = None) -> np.ndarray:
     """``x`` as a C-contiguous float32/float64 ndarray.
 
     dtype=None keeps the input's floating precision (float16 is promoted to float32);
@@ -37,7 +41,8 @@ def as_floating(x, name, dtype=None):
     return np.ascontiguousarray(x, dtype=target).reshape(x.shape)  # keeps 0-d input 0-d
 
 
-def as_int_labels(y, name, num_classes=None, shape=None):
+def as_int_labels(y: Any, name: str, num_classes: Optional[int] = None,
+                  shape: Optional[Sequence[int]] = None) -> np.ndarray:
     """Integer class labels as a C-contiguous int64 array, each in [0, num_classes)."""
     y = np.asarray(y)
     if y.dtype.kind not in "iu":
@@ -50,7 +55,7 @@ def as_int_labels(y, name, num_classes=None, shape=None):
     return np.ascontiguousarray(y, dtype=np.int64)
 
 
-def check_ndim(x, ndims, name, layout=None):
+def check_ndim(x: np.ndarray, ndims: Union[int, Sequence[int]], name: str, layout: Optional[str] = None) -> None:
     """Raise ValueError unless ``x.ndim`` is one of ``ndims`` (an int or a tuple of ints)."""
     ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
     if x.ndim not in ndims:
@@ -58,7 +63,7 @@ def check_ndim(x, ndims, name, layout=None):
         raise ValueError(f"{name} must be {want}, got shape {x.shape}")
 
 
-def check_int(value, name, minimum=None):
+def check_int(value: Any, name: str, minimum: Optional[int] = None) -> int:
     """``value`` as a Python int, with an optional lower bound."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral,)):
         raise TypeError(f"{name} must be an int, got {describe(value)}")
@@ -68,7 +73,7 @@ def check_int(value, name, minimum=None):
     return value
 
 
-def pair(value, name, minimum=0):
+def pair(value: Any, name: str, minimum: int = 0) -> Tuple[int, int]:
     """An int or a pair of ints as a tuple ``(h, w)``, each >= ``minimum``."""
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -78,7 +83,8 @@ def pair(value, name, minimum=0):
     return (v, v)
 
 
-def check_number(value, name, minimum=None, maximum=None, min_open=False):
+def check_number(value: Any, name: str, minimum: Optional[float] = None, maximum: Optional[float] = None,
+                 min_open: bool = False) -> float:
     """``value`` as a Python float within the given bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {describe(value)}")
@@ -92,19 +98,19 @@ def check_number(value, name, minimum=None, maximum=None, min_open=False):
     return value
 
 
-def check_reduction(reduction):
+def check_reduction(reduction: Any) -> str:
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     return reduction
 
 
-def check_same_shape(a, b, name_a, name_b):
+def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{name_b} must have the shape of {name_a} {a.shape}, got {b.shape}")
 
 
 # ---- decisions made once: dtype arguments, window geometry -----------------------------------
-def float_dtype(dtype, name="dtype"):
+def float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
     """A ``dtype=`` argument as ``np.dtype('float32')`` or ``np.dtype('float64')``; else TypeError."""
     try:
         resolved = np.dtype(dtype)
@@ -115,7 +121,8 @@ def float_dtype(dtype, name="dtype"):
     return resolved
 
 
-def window(kernel_size, stride=None, padding=0, max_padding="half"):
+def window(kernel_size: Any, stride: Any = None, padding: Any = 0,
+           max_padding: Optional[str] = "half") -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
     """A sliding window's ``(kernel, stride, padding)``, each a pair ``(h, w)``.
 
     ``stride=None`` means the kernel (pooling's default). With ``max_padding="half"``
@@ -133,7 +140,7 @@ def window(kernel_size, stride=None, padding=0, max_padding="half"):
     return kernel, stride, padding
 
 
-def check_window_fits(size, kernel, padding, name="x"):
+def check_window_fits(size: Sequence[int], kernel: Sequence[int], padding: Sequence[int], name: str = "x") -> None:
     """Raise ValueError unless a ``kernel`` fits in the padded ``size = (H, W)`` (else no output)."""
     for axis, label in ((0, "H"), (1, "W")):
         padded = size[axis] + 2 * padding[axis]
@@ -144,12 +151,14 @@ def check_window_fits(size, kernel, padding, name="x"):
             )
 
 
-def window_output_size(size, kernel, stride, padding):
+def window_output_size(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                       padding: Sequence[int]) -> Tuple[int, int]:
     """``(H_out, W_out)``: ``floor((H + 2 p - k) / s) + 1`` on each axis (the window must fit)."""
-    return tuple((size[a] + 2 * padding[a] - kernel[a]) // stride[a] + 1 for a in (0, 1))
+    return ((size[0] + 2 * padding[0] - kernel[0]) // stride[0] + 1,
+            (size[1] + 2 * padding[1] - kernel[1]) // stride[1] + 1)
 
 
-def check_linear_input(x, in_features, name="input"):
+def check_linear_input(x: np.ndarray, in_features: int, name: str = "input") -> None:
     """Raise ValueError unless ``x`` has shape ``(*, in_features)``."""
     if x.ndim < 1 or x.shape[-1] != in_features:
         raise ValueError(f"{name} must have shape (*, in_features={in_features}), got shape {x.shape}")

@@ -58,6 +58,11 @@ def add_parser(subparsers):
                    "when the run falls behind")
     p.add_argument("--no-thread-column", dest="thread_column", action="store_false",
                    help="skip the compiled one-thread runs")
+    p.add_argument("--process-cases", dest="process_cases", action="store_true", default=None,
+                   help="also time the LeNet-5 step in fresh processes: import order (torch first vs "
+                   "dlcore first) and a busy machine (one extra CPU-bound process); default in a full run")
+    p.add_argument("--no-process-cases", dest="process_cases", action="store_false",
+                   help="skip those process-level cases")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress line on stderr")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
@@ -81,7 +86,7 @@ def run(args):
         report = rep.run_bench(quick=args.quick, filter=args.filter, threads=args.threads,
                                torch_mode=args.torch_mode, budget=args.budget,
                                thread_column=args.thread_column, progress=args.progress,
-                               max_minutes=args.max_minutes)
+                               max_minutes=args.max_minutes, process_cases=args.process_cases)
     except ValueError as exc:
         print(f"dlcore bench: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ Examples::
     python -m dlcore train --compare-numpy --threads 2
 """
 import argparse
+import difflib
 import math
 import os
 import sys
@@ -40,18 +41,58 @@ DEFAULTS = {
 CONV_MODELS = ("lenet5", "resnet")
 
 
+def _choice(option, names):
+    """An argparse type accepting one of ``names``, suggesting the closest for a typo."""
+    def parse(value):
+        if value in names:
+            return value
+        close = difflib.get_close_matches(value.lower(), names, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise argparse.ArgumentTypeError(f"unknown {option[2:]} {value!r}{hint} (choose from {', '.join(names)})")
+
+    parse.__name__ = option[2:]  # argparse names the type in some messages
+    return parse
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _check_save_path(path):
+    """Refuse an unwritable --save before training rather than after it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"--save {path!r} is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--save {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ValueError(f"--save {path!r}: no permission to write there")
+
+
+class _Where:
+    """Where training is (epoch, batch), for the message after Ctrl-C."""
+
+    def __init__(self, epoch=0):
+        self.epoch, self.batch = epoch, 0
+
+
 def add_parser(subparsers):
     """Register the ``train`` subcommand on an ``argparse`` subparsers object."""
     p = subparsers.add_parser(
         "train", help="train a model on a real dataset (default: LeNet-5 on the digits)",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=MODELS, default="lenet5", help="architecture (default lenet5)")
+    p.add_argument("--model", type=_choice("--model", MODELS), default="lenet5",
+                   help=f"architecture: {', '.join(MODELS)} (default lenet5)")
     p.add_argument("--data", default="digits",
                    help="'digits' (scikit-learn's bundled 8x8 digits; default) or 'mnist:FOLDER' (IDX files)")
     p.add_argument("--epochs", type=int, default=None, help="passes over the training data (default per model)")
     p.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default 32)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default per model)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="default adam")
+    p.add_argument("--optimizer", type=_choice("--optimizer", OPTIMIZERS), default="adam",
+                   help=f"{', '.join(OPTIMIZERS)} (default adam)")
     p.add_argument("--backend", default=None, help="'cython' (default when built) or 'numpy'")
     p.add_argument("--threads", type=int, default=None, help="OpenMP threads for the compiled kernels")
     p.add_argument("--blas-threads", type=int, default=None,
@@ -149,12 +190,18 @@ def run(args):
     from . import optim
     from .data import RandomShift
     from .metrics import accuracy_score, confusion_matrix
-    from .train import Trainer, resolve_blas_threads
+    from .train import LambdaCallback, Trainer, resolve_blas_threads
 
     try:
         if args.backend is not None:
             dlcore.set_backend(args.backend)
         if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            if args.threads > _usable_cores():
+                print(f"warning: --threads {args.threads} is more than the {_usable_cores()} cores available; "
+                      "threads beyond the cores wait for each other and make the kernels slower",
+                      file=sys.stderr)
             dlcore.set_num_threads(args.threads)
         if args.blas_threads is not None and args.blas_threads < 1:
             raise ValueError(f"--blas-threads must be >= 1, got {args.blas_threads}")
@@ -165,6 +212,8 @@ def run(args):
         if epochs < 1 or batch_size < 1 or not 0 < lr < math.inf:  # (nan fails both comparisons)
             raise ValueError(f"--epochs and --batch-size must be >= 1 and --lr a finite number > 0, "
                              f"got {epochs}, {batch_size}, {lr}")
+        if args.save:
+            _check_save_path(args.save)
         X_tr, y_tr, X_te, y_te, data_name, stats = _load_data(args.data, args.model, args.seed, args.test_size)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -184,11 +233,23 @@ def run(args):
     optimizer = _optimizer(args.optimizer, model.parameters(), lr)
     scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     augment = RandomShift(2) if args.model in CONV_MODELS else None
+    where = _Where()
+    track = LambdaCallback(on_epoch_begin=lambda t, e: where.__init__(e),
+                           on_batch_end=lambda t, e, b, logs: setattr(where, "batch", b))
     trainer = Trainer(model, optimizer=optimizer, scheduler=scheduler, progress=not args.no_progress,
-                      blas_threads=blas_threads)
+                      blas_threads=blas_threads, callbacks=[track])
     start = time.perf_counter()
-    history = trainer.fit(X_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=args.seed,
-                          validation_data=(X_te, y_te), transform=augment)
+    try:
+        history = trainer.fit(X_tr, y_tr, epochs=epochs, batch_size=batch_size, seed=args.seed,
+                              validation_data=(X_te, y_te), transform=augment)
+    except KeyboardInterrupt:
+        # Ctrl-C: the Trainer has closed its bar; keep what was reached if asked, exit as a shell does.
+        print(f"interrupted at epoch {where.epoch}/{epochs}, batch {where.batch}", file=sys.stderr, flush=True)
+        if args.save:
+            _save(args.save, model, args.model, stats, None, len(trainer.history), args.seed,
+                  interrupted=f"epoch {where.epoch}/{epochs}, batch {where.batch}")
+            print(f"saved the model as it was when interrupted to {args.save}", file=sys.stderr)
+        return 130
     total = time.perf_counter() - start
     epoch_times = history["time"]
 
@@ -210,9 +271,18 @@ def run(args):
                   f"speed-up x{numpy_s / compiled:.2f}")
 
     if args.save:
-        dlcore.save({"model": dict(model.state_dict()), "model_name": args.model,
-                     "input_mean": stats["mean"], "input_std": stats["std"],
-                     "test_accuracy": float(acc), "epochs": int(len(history)),
-                     "seed": int(args.seed)}, args.save)
+        _save(args.save, model, args.model, stats, float(acc), int(len(history)), args.seed)
         print(f"saved the trained model to {args.save}")
     return 0
+
+
+def _save(path, model, model_name, stats, accuracy, epochs, seed, interrupted=None):
+    """dlcore.save (atomic: a temporary file renamed over ``path``) of the model and how it was made."""
+    import dlcore
+
+    payload = {"model": dict(model.state_dict()), "model_name": model_name,
+               "input_mean": stats["mean"], "input_std": stats["std"],
+               "test_accuracy": accuracy, "epochs": int(epochs), "seed": int(seed)}
+    if interrupted:
+        payload["interrupted"] = interrupted  # epochs counts the finished ones
+    dlcore.save(payload, path)

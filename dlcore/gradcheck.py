@@ -14,13 +14,19 @@ whose error is O(ε²) — small in float64 (the check runs there), hopeless in 
 For a loss, ``s`` is the loss itself (``G`` for ``reduction="none"``) and only the
 prediction is checked; the target is passed unchanged.
 """
+from __future__ import annotations
+
 import numbers
+from typing import TYPE_CHECKING, Any, List, Tuple
 
 import numpy as np
 
 from . import _random
 
 __all__ = ["gradcheck"]
+
+if TYPE_CHECKING:
+    from .nn.module import Module
 
 
 def _is_loss(module):
@@ -33,7 +39,8 @@ def _first(output):
     return output[0] if isinstance(output, tuple) else output
 
 
-def gradcheck(module, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
+def gradcheck(module: Module, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
+              seed: int = 0) -> bool:
     """Check ``module.backward`` against central finite differences, in float64.
 
     Parameters
@@ -64,7 +71,7 @@ def gradcheck(module, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     if not isinstance(module, Module):
         raise TypeError(f"module must be a dlcore.nn.Module, got {type(module).__name__}")
     for name, value in (("eps", eps), ("atol", atol), ("rtol", rtol)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= 0:
             raise ValueError(f"{name} must be a non-negative number, got {value!r}")
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
@@ -74,14 +81,14 @@ def gradcheck(module, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     is_loss = _is_loss(module)
     if is_loss and len(inputs) != 2:
         raise ValueError(f"a loss is checked as gradcheck(loss, pred, target), got {len(inputs)} inputs")
-    inputs = [np.array(x, dtype=np.float64) if _floating(x) else x for x in inputs]
+    inputs = tuple(np.array(x, dtype=np.float64) if _floating(x) else x for x in inputs)
     checked = [0] if is_loss else [i for i, x in enumerate(inputs) if _floating(x)]
     if is_loss and not _floating(inputs[0]):
         raise TypeError("the prediction passed to a loss must be floating")
 
     # save everything the check disturbs, restore it at the end
     params = list(module.named_parameters())
-    saved_params = [(p, p.data, p.grad) for _, p in params]
+    saved_params: List[Tuple[Any, Any, Any]] = [(p, p.data, p.grad) for _, p in params]
     saved_buffers = [
         (m, name, getattr(m, name), _copy(getattr(m, name))) for m in module.modules() for name in m._buffers
     ]
@@ -103,7 +110,7 @@ def gradcheck(module, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         _, G = objective()
         for _, p in params:
             p.grad = None
-        grads = module.backward() if (is_loss and G is None) else module.backward(G)
+        grads = module.backward(None) if (is_loss and G is None) else module.backward(G)  # None: a loss's default
         if is_loss or not isinstance(grads, (tuple, list)):
             grads = [grads]
         analytic = {}
@@ -153,8 +160,8 @@ def gradcheck(module, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
         _random._generator = saved_generator
 
     if worst is not None and not worst[0] <= 1.0:
-        _, label, index, a, numeric = worst
-        index = tuple(int(i) for i in index)
+        _, label, where, a, numeric = worst
+        index = tuple(int(i) for i in where)
         a, numeric = float(a), float(numeric)
         raise AssertionError(
             f"gradcheck failed for {type(module).__name__}: worst entry {label} at index {index}: "

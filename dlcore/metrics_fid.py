@@ -115,7 +115,8 @@ class DigitsFID:
     ``DigitsFID(size)`` loads :func:`dlcore.data.load_digits` at the generator's ``size``,
     splits it (75 % train / 25 % held out, stratified, ``seed=0``: the generators should
     train on ``X_train`` only), and trains a LeNet-5 on the training part (upsampled to
-    28×28) for ``epochs`` epochs. Images are judged at 28×28: other sizes are resized
+    28×28) for ``epochs`` epochs (or loads it from ``cache``, a file path, when an
+    earlier run with the same size, epochs and seed saved it there). Images are judged at 28×28: other sizes are resized
     bilinearly first, the real reference digits by the same route.
 
     Attributes:
@@ -128,8 +129,10 @@ class DigitsFID:
         ``summary(X)`` -> the one-line report the examples print.
     """
 
-    def __init__(self, size=28, epochs=10, seed=0, verbose=False):
-        from . import _random, nn, optim
+    def __init__(self, size=28, epochs=10, seed=0, verbose=False, cache=None):
+        import os
+
+        from . import _random, load, nn, optim, save
         from .data import RandomShift, load_digits, resize_images, train_test_split
         from .models import LeNet5
         from .train import Trainer
@@ -141,15 +144,23 @@ class DigitsFID:
             X, y, test_size=0.25, seed=0, stratify=True)
         X28 = self._to28(self.X_train)
         self._mean, self._std = float(X28.mean()), float(X28.std())
+        key = {"size": self.size, "epochs": epochs, "seed": seed}
+        stored = load(cache) if cache is not None and os.path.exists(cache) else None
         saved = _random._generator
         _random.manual_seed(seed)  # the classifier is the same every run; the caller's stream is untouched
         try:
             self.model = LeNet5()
-            optimizer = optim.Adam(self.model.parameters(), lr=2e-3)
-            scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-            trainer = Trainer(self.model, nn.CrossEntropyLoss(), optimizer, scheduler=scheduler, progress=verbose)
-            trainer.fit(self._norm(X28), self.y_train, epochs=epochs, batch_size=32, seed=seed,
-                        transform=RandomShift(2))
+            if stored is not None and stored.get("key") == key:
+                self.model.load_state_dict(stored["state"])
+            else:
+                optimizer = optim.Adam(self.model.parameters(), lr=2e-3)
+                scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+                trainer = Trainer(self.model, nn.CrossEntropyLoss(), optimizer, scheduler=scheduler,
+                                  progress=verbose)
+                trainer.fit(self._norm(X28), self.y_train, epochs=epochs, batch_size=32, seed=seed,
+                            transform=RandomShift(2))
+                if cache is not None:
+                    save({"key": key, "state": dict(self.model.state_dict())}, cache)
         finally:
             _random._generator = saved
         self.model.eval()

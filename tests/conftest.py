@@ -130,3 +130,14 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(_oracle["failure"], red=True)
         else:
             terminalreporter.write_line(f"torch oracle: {_oracle['passed']} tests passed")
+
+
+@pytest.fixture(autouse=True)
+def _exact_threads():
+    """Tests run exactly the threads they set: no reduction on a busy machine
+    (dlcore.backends.threads.DYNAMIC; tests/test_threads.py tests that rule itself)."""
+    from dlcore.backends import threads
+
+    previous, threads.DYNAMIC = threads.DYNAMIC, False
+    yield
+    threads.DYNAMIC = previous

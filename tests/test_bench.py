@@ -52,7 +52,7 @@ def test_case_list_is_complete_and_unique():
     keys = [c.key for c in bench_cases.CASES]
     assert len(keys) == len(set(keys))
     groups = {c.group for c in bench_cases.CASES}
-    assert groups == {"conv", "pool", "activation", "loss", "optim", "model"}
+    assert groups == {"conv", "pool", "norm", "activation", "loss", "optim", "model"}
     # every activation and optimizer of the issue, at both sizes
     for name in ("relu", "leaky_relu", "sigmoid", "tanh", "silu", "sgd_momentum", "adagrad",
                  "rmsprop", "adam", "adamw"):
@@ -167,11 +167,11 @@ def test_project_targets_verdicts_and_check(tmp_path, capsys):
     targets = _project_targets()
     report = {"limits": dict(LIMITS), "cases": [
         {"key": "lenet5.train_step.b64", "name": "step", "target": "", "bytes": 0,
-         "metrics": {"cython/torch": 0.5, "cython/numpy": 0.5}},
+         "metrics": {"cython/torch": 0.35, "cython/numpy": 0.5}},
         {"key": "conv2d.fb.c64", "name": "conv", "target": "gemm", "bytes": 0,
          "metrics": {"fraction_of_gemm": 0.7, "gflops": 7.0}},
         {"key": "relu.fb.1e7", "name": "relu", "target": "bandwidth", "bytes": 2e8,
-         "metrics": {"times_floor": 2.5}},
+         "metrics": {"times_floor": 1.6}},
         {"key": "adam.step.1e7", "name": "adam", "target": "bandwidth", "bytes": 2e8, "metrics": {}},
     ]}
     verdicts = [t["status"] for t in targets.targets(report)]
@@ -279,9 +279,55 @@ def test_benchmark_suite_collects_every_case_times_every_impl():
                          timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
     ids = [line for line in out.stdout.splitlines() if "::test_" in line]
+    process = [i for i in ids if "test_bench_process.py" in i]
+    ids = [i for i in ids if i not in process]
     expected = len(bench_cases.all_cases(include_full_only=False)) * len(bench_cases.IMPLS)
     assert len(ids) == expected
+    assert len(process) == 2  # import order, busy machine
     assert any("conv2d.fb.c64-torch" in i for i in ids) and not any("epoch" in i for i in ids)
+
+
+def test_process_cases_ratios_and_text(monkeypatch):
+    """Import order and busy machine, with the fresh-process step replaced by fixed times."""
+    from dlcore.bench import process
+
+    calls = []
+
+    def fake_step(impl, threads, samples, torch_first=False, timeout=600):
+        busy = process._spinner_running
+        calls.append((impl, torch_first, busy))
+        t = {"cython": 0.010, "torch": 0.020}[impl] * (1.1 if torch_first else 1.0) * (2.0 if busy else 1.0)
+        return {"ok": True, "median_s": t}
+
+    spinners = []
+
+    class FakeSpinner:
+        def __init__(self):
+            process._spinner_running = True
+            spinners.append(self)
+
+        def kill(self):
+            process._spinner_running = False
+
+        def wait(self):
+            pass
+
+    monkeypatch.setattr(process, "_spinner_running", False, raising=False)
+    monkeypatch.setattr(process, "_step_in_fresh_process", fake_step)
+    monkeypatch.setattr(process, "_spinner", FakeSpinner)
+    monkeypatch.setattr(process.time, "sleep", lambda s: None)
+    results = process.run_process_cases(2, quick=True)
+    order, busy = results
+    assert order["ratio"] == pytest.approx(1.1)
+    assert busy["cython"]["ratio"] == pytest.approx(2.0) and busy["torch"]["ratio"] == pytest.approx(2.0)
+    assert len(spinners) == 2 and not process._spinner_running  # every busy loop stopped
+    assert ("cython", True, False) in calls and ("torch", False, True) in calls
+    text = "\n".join(process.format_process_cases(results))
+    assert "ratio 1.10" in text and "x2.00" in text
+    assert "goal" not in text.lower()
+    verdicts = [t["status"] for t in _project_targets().targets({"cases": [], "process_cases": results})]
+    assert verdicts == ["met", "met"]
+    assert [r["name"] for r in process.run_process_cases(2, quick=True, filter="busy")] == ["lenet5 busy machine"]
 
 
 def test_main_does_not_hide_a_subcommand_that_fails_to_import(monkeypatch):

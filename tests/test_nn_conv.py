@@ -275,3 +275,123 @@ def test_random_geometry_matches_torch(geometry, transposed, seed):
     assert_close(layer.backward(g), tx.grad.numpy(), np.float64)
     assert_close(layer.weight.grad, reference.weight.grad.numpy(), np.float64)
     assert_close(layer.bias.grad, reference.bias.grad.numpy(), np.float64)
+
+
+# ---- dilation and groups (torch's semantics and argument order) ---------------------------------
+@pytest.mark.parametrize("dilation,groups", [(2, 1), ((1, 3), 2), (2, 4)])
+def test_conv2d_dilation_groups_gradcheck(backend, dilation, groups, rng):
+    conv = nn.Conv2d(4, 4, (3, 2), 1, 1, dilation, groups, dtype=np.float64)
+    assert conv.weight.shape == (4, 4 // groups, 3, 2)
+    layer_gradcheck(conv, rng.standard_normal((2, 4, 6, 5)))
+
+
+@pytest.mark.parametrize("dilation,groups", [(2, 1), ((1, 2), 3)])
+def test_conv_transpose2d_dilation_groups_gradcheck(backend, dilation, groups, rng):
+    conv = nn.ConvTranspose2d(3, 6, 2, 2, 1, 1, groups, True, dilation, dtype=np.float64)
+    assert conv.weight.shape == (3, 6 // groups, 2, 2)
+    layer_gradcheck(conv, rng.standard_normal((2, 3, 3, 4)))
+
+
+@requires_torch
+@pytest.mark.parametrize("stride,padding,dilation,groups", [(1, 2, 2, 1), ((2, 1), (1, 3), (2, 3), 2),
+                                                            (1, 1, 1, 6)])
+def test_conv2d_dilation_groups_match_torch(backend, dtype, stride, padding, dilation, groups, rng):
+    # positional arguments in torch's order: in, out, kernel, stride, padding, dilation, groups, bias
+    reference = torch.nn.Conv2d(6, 12, 3, stride, padding, dilation, groups, True).to(tdtype(dtype))
+    conv = nn.Conv2d(6, 12, 3, stride, padding, dilation, groups, True, dtype=dtype)
+    conv.load_state_dict(torch_state(reference))
+    x = rng.standard_normal((3, 6, 11, 9)).astype(dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = reference(tx)
+    y = conv(x)
+    assert y.shape == tuple(ty.shape)
+    assert_close(y, ty.detach().numpy(), dtype, scale=5)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.tensor(g))
+    conv.zero_grad()
+    assert_close(conv.backward(g), tx.grad.numpy(), dtype, scale=5)
+    assert_close(conv.weight.grad, reference.weight.grad.numpy(), dtype, scale=20)
+    assert_close(conv.bias.grad, reference.bias.grad.numpy(), dtype, scale=20)
+    assert (conv.dilation == (1, 1) or f"dilation={conv.dilation}" in repr(conv))
+    assert (groups == 1 or f"groups={groups}" in repr(conv))
+
+
+@requires_torch
+@pytest.mark.parametrize("stride,padding,output_padding,groups,dilation", [
+    (2, 1, 1, 2, 1), ((2, 1), (0, 1), (1, 0), 3, (1, 2)), (1, 1, 1, 1, 2)])
+def test_conv_transpose2d_dilation_groups_match_torch(backend, dtype, stride, padding, output_padding, groups,
+                                                      dilation, rng):
+    # torch's order: in, out, kernel, stride, padding, output_padding, groups, bias, dilation
+    reference = torch.nn.ConvTranspose2d(6, 6, 3, stride, padding, output_padding, groups, True,
+                                         dilation).to(tdtype(dtype))
+    conv = nn.ConvTranspose2d(6, 6, 3, stride, padding, output_padding, groups, True, dilation, dtype=dtype)
+    conv.load_state_dict(torch_state(reference))
+    x = rng.standard_normal((2, 6, 4, 5)).astype(dtype)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = reference(tx)
+    y = conv(x)
+    assert y.shape == tuple(ty.shape) == conv.output_shape(x.shape)
+    assert_close(y, ty.detach().numpy(), dtype, scale=5)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.tensor(g))
+    conv.zero_grad()
+    assert_close(conv.backward(g), tx.grad.numpy(), dtype, scale=5)
+    assert_close(conv.weight.grad, reference.weight.grad.numpy(), dtype, scale=20)
+    assert_close(conv.bias.grad, reference.bias.grad.numpy(), dtype, scale=20)
+
+
+def test_dilation_groups_errors():
+    with pytest.raises(ValueError, match=r"in_channels \(6\) must be divisible by groups \(4\)"):
+        nn.Conv2d(6, 8, 3, groups=4)
+    with pytest.raises(ValueError, match=r"out_channels \(6\) must be divisible by groups \(4\)"):
+        nn.ConvTranspose2d(8, 6, 3, groups=4)
+    with pytest.raises(ValueError, match="dilation must be >= 1"):
+        nn.Conv2d(1, 1, 3, dilation=0)
+    with pytest.raises(ValueError, match="groups must be >= 1"):
+        nn.Conv2d(1, 1, 3, groups=0)
+    with pytest.raises(ValueError, match=r"with dilation \(3, 3\) is larger than the padded input"):
+        nn.Conv2d(1, 1, 3, dilation=3)(np.zeros((1, 1, 6, 6), np.float32))
+    with pytest.raises(ValueError, match="output_padding must be smaller than stride"):
+        nn.ConvTranspose2d(1, 1, 3, stride=2, dilation=2, output_padding=2)
+    nn.ConvTranspose2d(1, 1, 3, stride=1, dilation=2, output_padding=1)  # < dilation: allowed, as torch
+
+
+# ---- input gradients on demand ------------------------------------------------------------------
+@pytest.mark.parametrize("layer", [lambda: nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64),
+                                   lambda: nn.ConvTranspose2d(2, 3, 3, stride=2, dtype=np.float64)])
+def test_needs_input_grad(backend, layer, rng):
+    conv = layer()
+    x = rng.standard_normal((2, 2, 5, 5))
+    g = rng.standard_normal(conv(x).shape)
+    conv.zero_grad()
+    gx = conv.backward(g)
+    full = conv.weight.grad.copy(), conv.bias.grad.copy()
+    assert gx.shape == x.shape
+    conv.zero_grad()
+    assert conv.backward(g, input_grad=False) is None
+    conv.needs_input_grad = False
+    assert conv.backward(g) is None
+    assert conv.backward(g, input_grad=True).shape == x.shape  # the argument wins over the attribute
+    np.testing.assert_array_equal(conv.weight.grad, 3 * full[0])
+    np.testing.assert_allclose(conv.bias.grad, 3 * full[1])
+
+
+def test_sequential_skips_the_first_layers_input_grad(backend, rng):
+    from dlcore.models import LeNet5
+
+    dlcore.manual_seed(0)
+    model = LeNet5(dtype=np.float64)
+    x = rng.standard_normal((3, 1, 28, 28))
+    out = model(x)
+    g = rng.standard_normal(out.shape)
+    model.zero_grad()
+    assert model.backward(g).shape == x.shape  # the default: torch-identical, dL/dx returned
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    assert model.backward(g, input_grad=False) is None
+    for p, want in zip(model.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, want)
+    # a first layer without the option still gets its usual call
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, dtype=np.float64))
+    y = mlp(rng.standard_normal((2, 1, 2, 2)))
+    assert mlp.backward(np.ones_like(y), input_grad=False) is None

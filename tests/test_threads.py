@@ -138,6 +138,7 @@ def test_forked_child_does_not_hang(how):
     code = """
         import os, warnings, numpy as np, dlcore, dlcore.functional as F, dlcore.nn as nn
         warnings.simplefilter("ignore", RuntimeWarning)
+        dlcore.backends.threads.DYNAMIC = False
         dlcore.set_num_threads(2)
         x = np.random.default_rng(0).standard_normal((8, 4, 64, 64)).astype(np.float32)
         conv = nn.Conv2d(4, 8, 3)
@@ -173,3 +174,56 @@ def test_forked_child_does_not_hang(how):
     result = _run(code, timeout=90)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+@pytest.fixture
+def dynamic(monkeypatch):
+    """DYNAMIC on, with a fake runnable-task count; yields the list of counts to return."""
+    counts = []
+    monkeypatch.setattr(threads, "DYNAMIC", True)
+    monkeypatch.setattr(threads, "_readings", [])
+    monkeypatch.setattr(threads, "_last_read", -1.0)
+    monkeypatch.setattr(threads, "_READ_EVERY", 0.0)  # a new reading at every call
+    monkeypatch.setattr(threads, "_runnable_now", lambda: counts.pop(0) if counts else None)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 4)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "_requested", 4)
+    monkeypatch.setattr(threads, "_omp_max_threads", None)
+    return counts
+
+
+def test_busy_machine_gets_the_free_cores(dynamic):
+    dynamic += [1, 3, 3, 3, 3]  # quiet (only us), then two other tasks keep running
+    assert threads.get_num_threads() == 4  # the setting itself never moves
+    assert threads.kernel_threads() == 4
+    assert threads.kernel_threads() == 4  # min of the window still sees the quiet reading
+    for _ in range(3):
+        threads.kernel_threads()
+    assert threads.kernel_threads() == 2  # 4 cores - 2 others
+    dynamic += [9] * 4
+    for _ in range(4):
+        threads.kernel_threads()
+    assert threads.kernel_threads() == 1  # never below one
+
+
+def test_short_burst_does_not_reduce(dynamic):
+    dynamic += [1, 1, 6, 1]
+    assert [threads.kernel_threads() for _ in range(4)] == [4, 4, 4, 4]
+
+
+def test_no_reduction_inside_a_smaller_cpu_set(dynamic, monkeypatch):
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 64)  # a container's 4 of 64 CPUs
+    dynamic += [50] * 5
+    assert [threads.kernel_threads() for _ in range(5)] == [4] * 5
+
+
+def test_no_reduction_when_switched_off(dynamic, monkeypatch):
+    monkeypatch.setattr(threads, "DYNAMIC", False)
+    dynamic += [50] * 5
+    assert [threads.kernel_threads() for _ in range(5)] == [4] * 5
+
+
+def test_runnable_count_is_read_on_linux():
+    if not os.path.exists("/proc/loadavg"):
+        pytest.skip("no /proc/loadavg")
+    assert threads._runnable_now() >= 1  # at least this process

@@ -20,17 +20,7 @@ import contextlib
 import os
 import warnings
 
-# GNU OpenMP's default wait policy keeps idle workers spinning after each parallel region,
-# taking the cores that OpenBLAS needs for the GEMM that follows (conv = im2col + GEMM) and
-# that other processes need on a shared machine. Measured on 2 cores: conv steps ~8x slower
-# and a 1e6 Adam step 41 ms vs 4 ms. The runtime reads this once, when it loads, so it must
-# be set before the compiled kernels import; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# False only when the user asked for spinning workers; code that alternates OpenMP regions
-# with BLAS calls then keeps one of the two pools to a single thread.
-OPENMP_WORKERS_SLEEP = os.environ["OMP_WAIT_POLICY"].strip().upper() == "PASSIVE"
-
-from . import numpy_kernels  # noqa: E402  (after the setting: its conv drivers read it)
+from . import numpy_kernels
 
 
 # One tuple of kernel names per compiled stem (src/dlcore/<stem>.pyx). Both backends
@@ -110,23 +100,33 @@ def _missing_kernel(name, backend):
 
 
 def _load_cython():
-    """The compiled backend, or (None, reason) when it cannot be used."""
+    """The compiled backend, or (None, reason) when it cannot be used; the reason ends with one fix."""
     try:
         from . import cython_kernels
     except ImportError as exc:  # no compiler at install time, a broken build, ...
-        reason = f"{type(exc).__name__}: {exc}"
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        if os.path.exists(os.path.join(os.path.dirname(package_root), "src", "dlcore", "conv.pyx")):
-            reason += (f"; dlcore was imported from its source tree ({package_root}), where the "
-                       "extensions are not built: run from another folder, or build in place with "
-                       "pip install -e .")
-        return None, reason
+        return None, _why_not_compiled(exc)
     missing = [k for k in KERNEL_NAMES if not hasattr(cython_kernels, k)]
     if missing:
         if os.environ.get("DLCORE_PARTIAL_BACKEND") != "1":
             return None, f"the compiled extension lacks kernels {missing}"
         # Developers building one stem at a time: missing kernels raise when called.
     return Backend("cython", cython_kernels, cython_kernels.compiled_info()["openmp"]), None
+
+
+def _why_not_compiled(exc):
+    here = os.path.dirname(os.path.abspath(__file__))
+    package_root = os.path.dirname(here)
+    source_root = os.path.dirname(package_root)
+    if os.path.exists(os.path.join(source_root, "src", "dlcore", "conv.pyx")):
+        return (f"dlcore was imported from its source tree ({package_root}), whose extensions are not "
+                f"built ({type(exc).__name__}: {exc}); build them in place: "
+                f"cd {source_root} && python setup.py build_ext --inplace")
+    try:  # left by setup.py when the install had no working C compiler
+        with open(os.path.join(here, "cython_kernels", "NOT_BUILT.txt"), encoding="utf-8") as fh:
+            note = fh.read().strip()
+    except OSError:
+        note = f"{type(exc).__name__}: {exc}"
+    return f"{note}; install a working C compiler, then reinstall dlcore from its source folder"
 
 
 _backends = {"numpy": Backend("numpy", numpy_kernels, openmp=False)}
@@ -137,8 +137,7 @@ elif os.environ.get("DLCORE_REQUIRE_COMPILED") == "1":
     raise ImportError(f"DLCORE_REQUIRE_COMPILED=1 but dlcore's compiled kernels are unusable: {compiled_import_error}")
 else:
     warnings.warn(
-        "dlcore: compiled kernels unavailable, using the NumPy backend "
-        f"({compiled_import_error}). Reinstall with a C compiler: pip install --force-reinstall .",
+        f"dlcore: compiled kernels unavailable, using the NumPy backend: {compiled_import_error}",
         RuntimeWarning,
         stacklevel=2,
     )
@@ -155,7 +154,17 @@ def _check_name(name):
     return name
 
 
-_active = _check_name(os.environ.get("DLCORE_BACKEND") or available_backends()[0])
+def _default_backend():
+    """DLCORE_BACKEND if it names a usable backend; else a warning and the default (import never fails)."""
+    wanted = os.environ.get("DLCORE_BACKEND", "").strip()
+    if wanted and wanted not in _backends:
+        warnings.warn(f"ignoring DLCORE_BACKEND={wanted!r}: expected one of {available_backends()}; "
+                      f"using {available_backends()[0]!r}", RuntimeWarning, stacklevel=3)
+        wanted = ""
+    return wanted or available_backends()[0]
+
+
+_active = _default_backend()
 
 
 def set_backend(name):
@@ -192,7 +201,7 @@ def use_backend(name):
 
 # ---- threads (the policy lives in threads.py) -----------------------------------------------
 
-from .threads import get_num_threads, set_num_threads, threads_for  # noqa: E402,F401
+from .threads import get_num_threads, kernel_threads, set_num_threads, threads_for  # noqa: E402,F401
 
 
 # ---- bring your own kernel (dlcore/backends/user.py) --------------------------------------

@@ -20,7 +20,18 @@ module for it. The rules, in order:
    parallel region waits for them forever. After ``os.fork()`` (also ``multiprocessing``'s
    'fork' start method) every kernel in the child gets one thread, which never touches the
    pool. The parent is unaffected. (PyTorch does the same for its intra-op pool.)
-4. **Small work runs serially** (:func:`threads_for`): below a few tens of thousands of
+4. **A busy machine gets fewer threads** (Linux, :data:`DYNAMIC`): when other processes
+   keep cores busy, a parallel region waits at its closing barrier for a thread that
+   shares a core with them (and, with sleeping OpenMP workers, for the scheduler to wake
+   it), every region, every kernel. The kernels then use at most the cores left free:
+   ``usable cores - other runnable tasks``, the runnable count read from ``/proc/loadavg``
+   (an instantaneous count, unlike the load averages) at most every 0.1 s, the smallest of
+   the last four readings (a short burst does not count, a process that keeps running
+   does). ``set_num_threads`` is then an upper bound, as with ``OMP_DYNAMIC``. Results do
+   not depend on the thread count (every kernel is bitwise thread-invariant), only the
+   speed does. Not applied when the CPU affinity set is smaller than the machine (a
+   container's CPU set: the host's other tasks do not run on our cores).
+5. **Small work runs serially** (:func:`threads_for`): below a few tens of thousands of
    elements, waking a thread team costs more than it saves. Each threshold below says
    what was measured.
 
@@ -33,12 +44,14 @@ on very large servers.
 """
 import operator
 import os
+import time
 import warnings
 
 __all__ = [
     "MAX_THREADS",
     "SERIAL_BELOW",
     "get_num_threads",
+    "kernel_threads",
     "set_num_threads",
     "threads_for",
     "usable_cores",
@@ -84,9 +97,9 @@ SERIAL_BELOW = {
 def threads_for(work, kind="elementwise"):
     """Threads for a kernel call doing ``work`` units of ``kind`` (see :data:`SERIAL_BELOW`).
 
-    1 below the kind's threshold, else :func:`get_num_threads`.
+    1 below the kind's threshold, else :func:`kernel_threads`.
     """
-    return get_num_threads() if work >= SERIAL_BELOW[kind] else 1
+    return kernel_threads() if work >= SERIAL_BELOW[kind] else 1
 
 
 # ---- the request -------------------------------------------------------------------------
@@ -168,6 +181,56 @@ def get_num_threads():
         if 1 <= limit < _omp_start_value:  # (libgomp wraps absurd OMP_NUM_THREADS to <= 0)
             return max(1, min(_requested, limit))
     return _requested
+
+
+def kernel_threads():
+    """Threads to give a kernel call now: :func:`get_num_threads`, fewer on a busy machine.
+
+    (Rule 4 of the module docstring. Kept out of :func:`get_num_threads` so that the
+    usual ``previous = get_num_threads(); ...; set_num_threads(previous)`` restores the
+    setting, not a momentary reduction.)
+    """
+    n = get_num_threads()
+    if DYNAMIC and n > 1:
+        n = max(1, min(n, _free_cores()))
+    return n
+
+
+# ---- a busy machine ----------------------------------------------------------------------
+
+DYNAMIC = True  # rule 4; the test suite turns it off to run exactly the threads it asks for
+_LOADAVG = "/proc/loadavg"
+_READ_EVERY = 0.1  # seconds
+_WINDOW = 4  # readings
+_readings = []
+_last_read = -1.0
+
+
+def _runnable_now():
+    """Runnable tasks on the machine now (4th field of /proc/loadavg, 'running/total'), or None."""
+    try:
+        with open(_LOADAVG) as fh:
+            return int(fh.read().split()[3].split("/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _free_cores():
+    """Usable cores minus other runnable tasks (>= 1); all usable cores when unknown."""
+    global _last_read
+    cores = usable_cores()
+    if cores < (os.cpu_count() or cores):
+        return cores  # a CPU set smaller than the machine: the host's load is not ours
+    now = time.monotonic()
+    if now - _last_read >= _READ_EVERY:
+        _last_read = now
+        running = _runnable_now()
+        if running is not None:
+            _readings.append(max(0, running - 1))  # minus this thread, which is running
+            del _readings[:-_WINDOW]
+    if not _readings:
+        return cores
+    return max(1, cores - min(_readings))
 
 
 # ---- the OpenMP runtime's limit ----------------------------------------------------------

@@ -25,6 +25,8 @@ def main(argv=None):
     parser.add_argument("--with-torch", action="store_true",
                         help="import torch, start its thread pools and run a torch op before "
                         "each sample (the torch-interference probe's 'torch present' side)")
+    parser.add_argument("--default-threads", action="store_true",
+                        help="torch keeps its own default thread settings (a user's first run)")
     args = parser.parse_args(argv)
     from .cases import get_case
     from .timing import LocalRunner
@@ -57,12 +59,15 @@ def main(argv=None):
                 try:
                     import torch
 
-                    torch.set_num_threads(args.threads)
+                    if not args.default_threads:
+                        torch.set_num_threads(args.threads)
                     reply = {"ok": True, "torch": torch.__version__, "threads": torch.get_num_threads()}
                 except ImportError as exc:
                     reply = {"ok": False, "reason": str(exc)}
             elif cmd == "start":
                 runner = LocalRunner(get_case(request["key"]), args.impl, args.threads, request["quick"])
+                if args.default_threads:
+                    runner.default_settings = True
                 ok = runner.start()
                 reply = {"ok": ok, "reason": runner.reason, "number": runner.number,
                          "first": runner.first, "estimate": getattr(runner, "estimate", None),

@@ -238,6 +238,102 @@ POOL_SHAPES = (
 )
 
 
+def _avg_pool_overlap_case(key, label, xs, quick=False):
+    """3x3 windows at stride 2, padding 1: windows overlap, so the backward adds shares."""
+    n, c, h, w = xs
+    oh, ow = (h + 2 - 3) // 2 + 1, (w + 2 - 3) // 2 + 1
+
+    def build(kind, quick_run):
+        rng = _rng(key + "avg3")
+        x = _randn(rng, xs)
+        grad_out = _randn(rng, (n, c, oh, ow))
+        if kind == "torch":
+            torch = _torch()
+            tx, tg = torch.from_numpy(x), torch.from_numpy(grad_out)
+            tx.requires_grad_(True)
+
+            def run():
+                tx.grad = None
+                out = torch.nn.functional.avg_pool2d(tx, 3, 2, 1)
+                out.backward(tg)
+                return out, tx.grad
+            return Bound(run)
+
+        from dlcore import functional as F
+
+        def run():
+            out, ctx = F.avg_pool2d_forward(x, 3, 2, 1)
+            return out, F.avg_pool2d_backward(grad_out, ctx)
+        return Bound(run)
+
+    return Case(
+        key=f"avg_pool2d.fb.overlap.{key}",
+        name=f"avg_pool2d 3x3 s2 p1 fwd+bwd {label}",
+        group="pool",
+        build=build,
+        nbytes=2 * n * c * h * w * F32 + 2 * n * c * oh * ow * F32,
+        quick=quick,
+    )
+
+
+NORM_SHAPES = (
+    ("c16", "x64x16x32x32", (64, 16, 32, 32)),
+    ("c64", "x32x64x16x16", (32, 64, 16, 16)),
+)
+
+
+def _norm_case(kind_name, key, label, xs, quick=False):
+    """Batch or instance norm (affine, training mode) forward + backward."""
+    numel = int(np.prod(xs))
+    c = xs[1]
+
+    def build(kind, quick_run):
+        rng = _rng(key + kind_name)
+        x = _randn(rng, xs)
+        grad_out = _randn(rng, xs)
+        weight = (1 + 0.1 * rng.standard_normal(c)).astype(np.float32)
+        bias = (0.1 * rng.standard_normal(c)).astype(np.float32)
+        if kind == "torch":
+            torch = _torch()
+            tx, tg = torch.from_numpy(x), torch.from_numpy(grad_out)
+            tw, tb = torch.from_numpy(weight.copy()), torch.from_numpy(bias.copy())
+            for t in (tx, tw, tb):
+                t.requires_grad_(True)
+            rm, rv = torch.zeros(c), torch.ones(c)
+
+            def run():
+                tx.grad = tw.grad = tb.grad = None
+                if kind_name == "batch":
+                    out = torch.nn.functional.batch_norm(tx, rm, rv, tw, tb, training=True)
+                else:
+                    out = torch.nn.functional.instance_norm(tx, weight=tw, bias=tb)
+                out.backward(tg)
+                return out, tx.grad, tw.grad, tb.grad
+            return Bound(run)
+
+        from dlcore import functional as F
+        rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+
+        def run():
+            if kind_name == "batch":
+                out, ctx = F.batch_norm_forward(x, rm, rv, weight, bias, training=True)
+                return (out, *F.batch_norm_backward(grad_out, ctx))
+            out, ctx = F.instance_norm_forward(x, None, None, weight, bias)
+            return (out, *F.instance_norm_backward(grad_out, ctx))
+        return Bound(run)
+
+    return Case(
+        key=f"{kind_name}_norm.fb.{key}",
+        name=f"{kind_name}_norm fwd+bwd {label}",
+        group="norm",
+        build=build,
+        # fwd: read x (twice: the two moments passes), write out; bwd: read g, x (twice), write grad.
+        nbytes=3 * numel * F32 + 4 * numel * F32,
+        quick=quick,
+        tol=1e-4,  # float32 sums over 65,536 values per channel, in another order
+    )
+
+
 # ---- activations and loss ------------------------------------------------------------------
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "silu")
@@ -439,7 +535,7 @@ def _lenet_trainer(kind):
         optimizer.zero_grad()
         logits = model(x)
         loss = criterion(logits, y)
-        model.backward(criterion.backward())
+        model.backward(criterion.backward(), input_grad=False)  # as torch: the data needs no gradient
         optimizer.step()
         return logits, loss
     return step
@@ -466,7 +562,7 @@ def _lenet_step_case():
     )
 
 
-_MNIST_CACHE = {}
+_MNIST_CACHE: dict = {}
 
 
 def _mnist_like():
@@ -535,6 +631,10 @@ def _build_cases():
             quick = kind_name == "max" and key in ("c64", "big")
             target = "bandwidth" if (kind_name == "max" and key == "big") else ""
             cases.append(_pool_case(kind_name, key, label, xs, quick, target))
+    cases.append(_avg_pool_overlap_case("c64", "x32x64x32x32", (32, 64, 32, 32)))
+    for kind_name in ("batch", "instance"):
+        for key, label, xs in NORM_SHAPES:
+            cases.append(_norm_case(kind_name, key, label, xs, quick=key == "c16"))
     for act in ACTIVATIONS:
         for numel in (10**6, 10**7):
             cases.append(_activation_case(act, numel, quick=act in ("relu", "silu") and numel == 10**7))

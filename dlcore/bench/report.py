@@ -36,6 +36,7 @@ import numpy as np
 
 from . import machine
 from .cases import all_cases, get_case
+from .process import PROCESS_CASES, format_process_cases, run_process_cases
 from .timing import LocalRunner, TorchWorker, Worker, WorkerRunner, time_case
 
 __all__ = ["run_bench", "format_report", "write_json", "plot_ratios", "PlotUnavailable"]
@@ -181,10 +182,17 @@ def _case_metrics(case, impls, limits):
         r = impls.get(name)
         return r["median_s"] if r and r.get("ok") and r.get("median_s") else None
 
-    cy, npy, th, cy1 = med("cython"), med("numpy"), med("torch"), med("cython@1")
+    cy, npy, cy1 = med("cython"), med("numpy"), med("cython@1")
+    # torch twice: in this process at the run's threads, and in its own process with its
+    # default settings (as a user runs it); compiled is compared with the faster of the two.
+    th_in, th_own = med("torch"), med("torch@own")
+    th = min((t for t in (th_in, th_own) if t), default=None)
     m = {
         "cython/numpy": cy / npy if cy and npy else None,
         "cython/torch": cy / th if cy and th else None,
+        "cython/torch_in_process": cy / th_in if cy and th_in else None,
+        "cython/torch_own_process": cy / th_own if cy and th_own else None,
+        "faster_torch": None if th is None else ("torch@own" if th == th_own else "torch"),
         "1thr/Nthr": cy1 / cy if cy and cy1 else None,
     }
     for name, r in impls.items():
@@ -217,19 +225,22 @@ def _impls_for(threads, torch_mode, thread_column):
             impls.append("cython@1")
     impls.append("numpy")
     if torch_mode != "off":
-        impls.append("torch")
+        impls += ["torch", "torch@own"]
     return impls
 
 
 def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=None,
-              thread_column=True, progress=True, stream=None, limits=True, max_minutes=None):
+              thread_column=True, progress=True, stream=None, limits=True, max_minutes=None,
+              process_cases=None):
     """Run the cases and return the report as a JSON-serializable dict.
 
     ``torch_mode``: ``"auto"`` (in this process unless importing torch measurably slows
     the compiled kernels, then a worker process), ``"inprocess"``, ``"subprocess"`` or
     ``"off"``. ``budget`` is the timing budget per case in seconds; ``max_minutes`` the
     whole run's (default 13 full, 1.5 quick): when the run falls behind, later cases get
-    a smaller budget (never fewer than 3 repeats, 1 for the epoch).
+    a smaller budget (never fewer than 3 repeats, 1 for the epoch). ``process_cases``: run
+    the LeNet-5 import-order and busy-machine cases (fresh processes, about a minute);
+    default: in a full run, and when ``filter`` names one of them.
     """
     import dlcore
 
@@ -239,7 +250,10 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
     max_minutes = max_minutes or (QUICK_MINUTES if quick else FULL_MINUTES)
     show = _Progress(stream, progress)
     cases = all_cases(quick=quick, filter=filter)
-    if not cases:
+    process_names = [n for n in PROCESS_CASES if not filter or filter.lower() in n]
+    if process_cases is None:
+        process_cases = bool(process_names) and (not quick or bool(filter))
+    if not cases and not (process_cases and process_names):
         raise ValueError(f"no benchmark case name contains {filter!r}; see --list")
 
     report = {"header": machine.header(threads), "mode": "quick" if quick else "full",
@@ -261,7 +275,10 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
         torch_mode = "subprocess" if slow else "inprocess"
     report["torch_interference"] = interference
     report["torch_mode"] = torch_mode
-    worker = None
+    worker = own_worker = None
+    if torch_mode != "off" and cases:
+        own_worker = Worker(threads, impl="torch", default_threads=True, label="torch@own")
+        report["header"]["torch_own_process_threads"] = own_worker.info.get("threads")
     if torch_mode == "subprocess":
         worker = TorchWorker(threads)
         report["header"]["torch"] = worker.info.get("torch")
@@ -286,7 +303,9 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
             # The one-thread column of a whole epoch would cost minutes; the step has it.
             for impl in [name for name in impls if not (case.full_only and name == "cython@1")]:
                 show(f"{prefix}: warming up {impl}")
-                if impl == "torch" and worker is not None:
+                if impl == "torch@own":
+                    runner = WorkerRunner(own_worker, case, threads, quick)
+                elif impl == "torch" and worker is not None:
                     runner = WorkerRunner(worker, case, threads, quick)
                 else:
                     runner = LocalRunner(case, impl, threads, quick)
@@ -308,9 +327,12 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
             results.append(entry)
             for r in runners:
                 r.close()
+        if process_cases:
+            report["process_cases"] = run_process_cases(threads, quick, filter, torch_mode != "off", show)
     finally:
-        if worker is not None:
-            worker.close()
+        for w in (worker, own_worker):
+            if w is not None:
+                w.close()
         show.done()
     report["cases"] = results
     report["header"]["load_average_end"] = machine.load_average()
@@ -494,7 +516,9 @@ def format_report(report):
     lines.append("-" * len(fmt(head)))
     lines += ["" if r is None else fmt(r) for r in rows]
     lines.append("")
-    lines.append("times are medians per call; cy/np and cy/torch are compiled time over the other "
+    lines.append("times are medians per call; torch runs in this process at the run's threads, "
+                 "torch@own in its own process with its default settings; cy/np and cy/torch are "
+                 "compiled time over the other, against the faster torch "
                  "(< 1 means compiled is faster); 'compiled rate' is the compiled backend's GFLOP/s "
                  "or GB/s (bytes that must move)"
                  + (f"; '1thr/Nthr' is compiled one-thread time over {h['threads']}-thread time"
@@ -511,6 +535,10 @@ def format_report(report):
                 reasons.setdefault(f"{impl}: {r.get('reason')}", []).append(c["key"])
     for reason, keys in list(reasons.items())[:12]:
         lines.append(f"n/a {reason} ({len(keys)} case{'s' if len(keys) > 1 else ''})")
+    process_lines = format_process_cases(report.get("process_cases") or [])
+    if process_lines:
+        lines.append("")
+        lines += process_lines
     if report["warnings"]:
         lines.append("")
         for w in report["warnings"]:

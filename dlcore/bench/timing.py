@@ -39,9 +39,10 @@ FULL_CALL_CAP = 120.0
 
 
 def impl_settings(impl, threads):
-    """(kind, backend, threads) for an implementation name: ``cython@1`` is one thread."""
+    """(kind, backend, threads) for an implementation name: ``cython@1`` is one thread;
+    ``torch@own`` is torch in its own process with its default settings (a Worker)."""
     name, _, forced = impl.partition("@")
-    threads = int(forced) if forced else threads
+    threads = int(forced) if forced.isdigit() else threads
     if name == "torch":
         return "torch", None, threads
     return "dlcore", name, threads
@@ -109,6 +110,10 @@ class LocalRunner:
         self.number, self.first, self.scale, self.note = 1, math.nan, 1.0, ""
         self.times = []
         self._fn = None
+        self.default_settings = False  # True: run under the library's own defaults (torch@own)
+
+    def _context(self):
+        return contextlib.nullcontext() if self.default_settings else run_context(self.impl, self.threads)
 
     def _build(self):
         if self.kind == "dlcore":
@@ -124,7 +129,7 @@ class LocalRunner:
         try:
             bound = self._build()
             self._fn, self.scale, self.note = bound.fn, bound.scale, bound.note
-            with run_context(self.impl, self.threads):
+            with self._context():
                 if bound.warmup is not None:  # a long case: warm up on a fraction of it
                     self.first = _time_calls(bound.warmup, 1) / bound.warmup_fraction
                     estimate = _time_calls(bound.warmup, 1) / bound.warmup_fraction
@@ -153,7 +158,7 @@ class LocalRunner:
         return True
 
     def sample(self):
-        with run_context(self.impl, self.threads):
+        with self._context():
             t = _time_calls(self._fn, self.number)
         self.times.append(t)
         return t
@@ -161,7 +166,7 @@ class LocalRunner:
     def result(self):
         """The result of one call on a fresh build (same seeded inputs), as float64 arrays."""
         bound = self._build()
-        with run_context(self.impl, self.threads):
+        with self._context():
             return to_numpy(bound.fn())
 
     def close(self):
@@ -175,11 +180,12 @@ class Worker:
     compiled case in a process that never imported torch (the torch-interference probe).
     """
 
-    def __init__(self, threads, impl="torch", with_torch=False):
+    def __init__(self, threads, impl="torch", with_torch=False, default_threads=False, label=None):
         env = dict(os.environ)
         env.setdefault("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
         command = [sys.executable, "-m", "dlcore.bench._worker", "--threads", str(threads),
-                   "--impl", impl] + (["--with-torch"] if with_torch else [])
+                   "--impl", impl] + (["--with-torch"] if with_torch else []) + (
+                   ["--default-threads"] if default_threads else [])
         self.proc = subprocess.Popen(
             command,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
@@ -187,7 +193,7 @@ class Worker:
             # imported, never in a source tree whose package has no compiled kernels.
             cwd=_PACKAGE_PARENT,
         )
-        self.impl = impl
+        self.impl = label or impl
         self.info = self.request({"cmd": "hello"})
 
     def request(self, message):

@@ -214,8 +214,9 @@ class GaussianDiffusion:
     def ddpm_sample(self, model, shape, rng=None, clip=1.0, x_T=None, keep=()):
         """Ancestral sampling: x_T ~ N(0, I), then ``p_sample`` for t = T-1 .. 0 (T model calls).
 
-        Returns x_0, or ``(x_0, {t: x_t})`` when ``keep`` lists steps to record (``keep``
-        may contain ``T`` for the starting noise).
+        Returns x_0, or ``(x_0, {k: x_k})`` when ``keep`` lists steps to record, numbered as
+        in the paper: ``k = T`` is the starting noise, ``k = 0`` the final sample (the step
+        ``p_sample(·, t)`` with 0-based ``t`` produces the paper's x_t).
         """
         rng = self._rng(rng)
         x = rng.standard_normal(tuple(shape)).astype(np.float32) if x_T is None else as_floating(x_T, "x_T")

@@ -17,4 +17,3 @@ from .loss import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
 from .resample import *  # noqa: F401,F403
-from . import resample  # noqa: F401  (nn.Upsample reuses its scale-factor check)

@@ -21,7 +21,7 @@ in place between forward and backward.
 import numpy as np
 
 from .._checks import as_floating, check_int, check_number
-from ..backends import get_num_threads, kernels, workspace
+from ..backends import get_num_threads, kernel_threads, kernels, workspace
 
 __all__ = [
     "relu",
@@ -88,7 +88,7 @@ def _as_input(x, name="x", dtype=None):
 def _elementwise_forward(op, x, saves_input, *args):
     x = _as_input(x)
     out = workspace.empty_like(x)  # a large buffer nobody holds any more, else fresh
-    getattr(kernels(), op + "_forward")(_flat(x), _flat(out), *args, get_num_threads())
+    getattr(kernels(), op + "_forward")(_flat(x), _flat(out), *args, kernel_threads())
     return out, _Ctx(op, x.shape, x.dtype, x if saves_input else out, args)
 
 
@@ -97,7 +97,7 @@ def _elementwise_backward(op, grad_output, ctx):
     g = _grad(grad_output, ctx)
     grad_input = workspace.empty_like(g)
     getattr(kernels(), op + "_backward")(_flat(g), _flat(ctx.saved), _flat(grad_input), *ctx.args,
-                                         get_num_threads())
+                                         kernel_threads())
     return grad_input
 
 

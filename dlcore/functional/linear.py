@@ -39,7 +39,7 @@ def linear_forward(x, weight, bias=None):
 
     Parameters
     ----------
-    x : ndarray of shape (*, in_features), floating
+    x : ndarray of shape ``(*, in_features)``, floating
         Cast to the weight's dtype.
     weight : ndarray of shape (out_features, in_features), float32 or float64
     bias : ndarray of shape (out_features,) or None

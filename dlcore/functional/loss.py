@@ -370,7 +370,8 @@ def cross_entropy_backward(grad_output, ctx):
     """``w_y δ (softmax(z) - onehot(y))`` (plus the smoothing term) for :func:`cross_entropy_forward`'s ctx."""
     _check_ctx(ctx, "cross_entropy")
     s = ctx.saved
-    x, N, C = s["x"], *s["x"].shape
+    x = s["x"]
+    N, C = x.shape
     g = np.broadcast_to(np.asarray(_scale(grad_output, ctx), dtype=ctx.dtype), (N,))
     grad = np.empty_like(x)
     g_main = np.ascontiguousarray(g * s["w_row"] * (1 - s["eps"]), dtype=ctx.dtype)

@@ -232,7 +232,7 @@ def batch_norm_forward(input, running_mean, running_var, weight=None, bias=None,
 
     Parameters
     ----------
-    input : ndarray (N, C) or (N, C, *spatial), floating
+    input : ndarray ``(N, C)`` or ``(N, C, *spatial)``, floating
     running_mean, running_var : ndarray (C,) or None
     weight, bias : ndarray (C,) or None -- gamma and beta (identity when None)
     training : bool
@@ -317,7 +317,7 @@ def instance_norm_forward(input, running_mean=None, running_var=None, weight=Non
 
     Parameters
     ----------
-    input : ndarray (N, C, *spatial), floating, at least 3-D
+    input : ndarray ``(N, C, *spatial)``, floating, at least 3-D
     running_mean, running_var : ndarray (C,) or None
     weight, bias : ndarray (C,) or None
     use_input_stats : bool
@@ -386,8 +386,8 @@ def adaptive_instance_norm_forward(content, style, eps=1e-5):
 
     Parameters
     ----------
-    content : ndarray (N, C, *spatial), floating -- x
-    style : ndarray (N, C, *spatial'), floating -- y (cast to the content's dtype)
+    content : ndarray ``(N, C, *spatial)``, floating -- x
+    style : ndarray ``(N, C, *spatial')``, floating -- y (cast to the content's dtype)
     eps : float >= 0
 
     Returns

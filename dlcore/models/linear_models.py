@@ -103,7 +103,7 @@ class Perceptron(_LinearBase):
         seed (int or None): for the shuffling (None: dlcore's generator).
 
     Attributes:
-        coef_ (m,), intercept_ (float), errors_ (list: mistakes per epoch), classes_.
+        ``coef_`` (m,), ``intercept_`` (float), ``errors_`` (list: mistakes per epoch), ``classes_``.
     """
 
     def __init__(self, lr=1.0, epochs=100, shuffle=True, seed=None):

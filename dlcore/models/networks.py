@@ -1,4 +1,4 @@
-"""Network builders: ready-made ``nn.Module``s for the classic architectures.
+"""Network builders: ready-made ``nn.Module`` objects for the classic architectures.
 
 Every builder returns an ordinary :class:`dlcore.nn.Module` (mostly an ``nn.Sequential``),
 so ``print(model)``, ``model.summary(shape)``, ``state_dict()`` and the training loop in

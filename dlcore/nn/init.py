@@ -7,14 +7,14 @@ them reproducible (the numbers differ from torch's, the distributions are the sa
 Fans: for a weight of shape ``(out, in, *kernel)``, ``fan_in = in · ∏kernel`` and
 ``fan_out = out · ∏kernel`` (torch's convention; a Linear weight is ``(out, in)``).
 
-==================  ======================================================================
-function            law
-==================  ======================================================================
-xavier_uniform_     :math:`\mathcal{U}(-a, a)`, :math:`a = \text{gain}\sqrt{6/(\text{fan\_in}+\text{fan\_out})}`
-xavier_normal_      :math:`\mathcal{N}(0, σ^2)`, :math:`σ = \text{gain}\sqrt{2/(\text{fan\_in}+\text{fan\_out})}`
-kaiming_uniform_    :math:`\mathcal{U}(-b, b)`, :math:`b = \text{gain}\sqrt{3/\text{fan}}`
-kaiming_normal_     :math:`\mathcal{N}(0, σ^2)`, :math:`σ = \text{gain}/\sqrt{\text{fan}}`
-==================  ======================================================================
+====================  ======================================================================
+function              law
+====================  ======================================================================
+``xavier_uniform_``   :math:`\mathcal{U}(-a, a)`, :math:`a = \text{gain}\sqrt{6/(\text{fan\_in}+\text{fan\_out})}`
+``xavier_normal_``    :math:`\mathcal{N}(0, σ^2)`, :math:`σ = \text{gain}\sqrt{2/(\text{fan\_in}+\text{fan\_out})}`
+``kaiming_uniform_``  :math:`\mathcal{U}(-b, b)`, :math:`b = \text{gain}\sqrt{3/\text{fan}}`
+``kaiming_normal_``   :math:`\mathcal{N}(0, σ^2)`, :math:`σ = \text{gain}/\sqrt{\text{fan}}`
+====================  ======================================================================
 
 with ``gain = calculate_gain(nonlinearity, a)`` for Kaiming (He) init and ``fan`` the
 ``mode``'s fan. Notes on the study notes: their Xavier formula ``U(0, √(6/(n_in+n_out)))``

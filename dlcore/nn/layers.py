@@ -4,14 +4,18 @@ Every layer here pairs a ``forward`` with a hand-written ``backward``; the formu
 the notes' backprop notation: ``δ = ∂L/∂y`` is the gradient arriving from above
 (``grad_output``), ``y`` the layer's output and ``x`` its input.
 """
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any, Iterator, List, Optional, Union
 
 import numpy as np
 
 from .. import functional as F
 from .._checks import check_int, check_number, describe, float_dtype
 from . import init
+from .._typing import Array, ArrayLike, DTypeLike
 from .module import Module, Parameter
 
 __all__ = [
@@ -69,7 +73,7 @@ class Linear(Module):
         (128, 30)
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.in_features = check_int(in_features, "in_features", minimum=0)
         self.out_features = check_int(out_features, "out_features", minimum=0)
@@ -80,20 +84,20 @@ class Linear(Module):
         self.bias = Parameter(np.empty(self.out_features, dtype=dtype)) if bias else None
         self.reset_parameters()
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
         """torch's init: weight kaiming_uniform_(a=√5), bias U(±1/√fan_in) (0 when fan_in is 0)."""
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         if self.bias is not None:
             bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
             init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         out, ctx = F.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
         self._save_for_backward(out, ctx)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         grad_output, ctx = self._saved_for_backward(grad_output)
         grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, ctx)
         self.weight.accumulate_grad(grad_weight)
@@ -101,7 +105,7 @@ class Linear(Module):
             self.bias.accumulate_grad(grad_bias)
         return grad_input
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
@@ -119,12 +123,12 @@ class Flatten(Module):
         - Input: ``(*, S_start, ..., S_end, *)``; Output: ``(*, ∏ S_i, *)``.
     """
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim = check_int(start_dim, "start_dim")
         self.end_dim = check_int(end_dim, "end_dim")
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         ndim = x.ndim
         start = self.start_dim + ndim if self.start_dim < 0 else self.start_dim
@@ -144,11 +148,11 @@ class Flatten(Module):
         self._save_for_backward(out, x.shape)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         grad_output, x_shape = self._saved_for_backward(grad_output)
         return grad_output.reshape(x_shape)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
@@ -167,37 +171,37 @@ class Dropout(Module):
     Shape: any; output has the input's shape.
     """
 
-    def __init__(self, p=0.5, inplace=False):
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         self.p = check_number(p, "p", minimum=0.0, maximum=1.0)
         self.inplace = bool(inplace)  # accepted for torch compatibility; dlcore never writes its input
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         out, ctx = F.dropout_forward(x, self.p, self.training)
         self._save_for_backward(out, ctx)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         grad_output, ctx = self._saved_for_backward(grad_output)
         return F.dropout_backward(grad_output, ctx)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
 
 
 class Identity(Module):
     """Returns its input: :math:`y = x`; backward :math:`∂L/∂x = δ`. Constructor arguments are ignored (as torch)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         self._save_for_backward(x, None)
         return x
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         grad_output, _ = self._saved_for_backward(grad_output)
         return grad_output.copy()
 
@@ -205,18 +209,18 @@ class Identity(Module):
 class _Activation(Module):
     """An elementwise (or along-one-axis) activation that delegates to ``F.<op>_forward/_backward``."""
 
-    _op = None
+    _op: str = ""  # the functional op's name, set by each subclass
 
     def _args(self):
         return ()
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         out, ctx = getattr(F, self._op + "_forward")(x, *self._args())
         self._save_for_backward(out, ctx)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         grad_output, ctx = self._saved_for_backward(grad_output)
         return getattr(F, self._op + "_backward")(grad_output, ctx)
 
@@ -230,7 +234,7 @@ class ReLU(_Activation):
 
     _op = "relu"
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = bool(inplace)
 
@@ -246,7 +250,7 @@ class LeakyReLU(_Activation):
 
     _op = "leaky_relu"
 
-    def __init__(self, negative_slope=0.01, inplace=False):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
         self.negative_slope = check_number(negative_slope, "negative_slope")
         self.inplace = bool(inplace)
@@ -254,7 +258,7 @@ class LeakyReLU(_Activation):
     def _args(self):
         return (self.negative_slope,)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
 
 
@@ -281,13 +285,13 @@ class SiLU(_Activation):
 
     _op = "silu"
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = bool(inplace)
 
 
 class _AlongDim(_Activation):
-    def __init__(self, dim):
+    def __init__(self, dim: int) -> None:
         super().__init__()
         if dim is None:
             raise TypeError(f"{type(self).__name__} needs an explicit dim (an int), got None")
@@ -296,13 +300,13 @@ class _AlongDim(_Activation):
     def _args(self):
         return (self.dim,)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         if not -max(x.ndim, 1) <= self.dim < max(x.ndim, 1):
             raise ValueError(f"dim={self.dim} is out of range for an input of shape {x.shape}")
         return super().forward(x)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
@@ -343,7 +347,7 @@ class Sequential(Module):
     modules) work as torch's. An empty Sequential is the identity.
     """
 
-    def __init__(self, *modules):
+    def __init__(self, *modules: Module) -> None:
         super().__init__()
         if len(modules) == 1 and isinstance(modules[0], dict):
             items = list(modules[0].items())
@@ -354,21 +358,25 @@ class Sequential(Module):
                 raise TypeError(f"Sequential takes Modules, got {describe(module)} at position {name}")
             self.add_module(str(name), module)
 
-    def append(self, module):
+    def append(self, module: Module) -> Sequential:
         """Add ``module`` at the end (named by its position); returns self."""
         if not isinstance(module, Module):
             raise TypeError(f"Sequential takes Modules, got {describe(module)}")
         self.add_module(str(len(self._modules)), module)
         return self
 
-    def __len__(self):
+    def _layers(self) -> List[Module]:
+        # every entry in order, a module used twice included (children() lists it once)
+        return [m for m in self._modules.values() if m is not None]
+
+    def __len__(self) -> int:
         return len(self._modules)
 
-    def __iter__(self):
-        return iter(list(self._modules.values()))
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._layers())
 
-    def __getitem__(self, index):
-        modules = list(self._modules.values())
+    def __getitem__(self, index: Union[int, slice]) -> Any:  # a Module (a Sequential for a slice)
+        modules = self._layers()
         if isinstance(index, slice):
             return Sequential(*modules[index])
         if isinstance(index, bool) or not isinstance(index, numbers.Integral):
@@ -377,15 +385,31 @@ class Sequential(Module):
             raise IndexError(f"index {index} is out of range for a Sequential of length {len(modules)}")
         return modules[index]
 
-    def forward(self, x):
-        for module in self._modules.values():
+    def forward(self, x: Array) -> Array:
+        for module in self._layers():
             x = module(x)
         self._save_for_backward(x, None)
         return x
 
-    def backward(self, grad_output):
+    #: backward(grad, input_grad=False) is understood (see below)
+    accepts_input_grad = True
+
+    def backward(self, grad_output: Array, input_grad: bool = True) -> Optional[Array]:
+        """Backpropagate through the layers, last first; returns dL/dinput.
+
+        ``input_grad=False``: the caller needs no dL/dinput (the input is data). The first
+        layer is then asked not to compute it when it can (a Conv2d skips a third of its
+        backward), and None is returned.
+        """
         grad, _ = self._saved_for_backward(grad_output)
-        for module in reversed(list(self._modules.values())):
+        modules = self._layers()
+        for i, module in reversed(list(enumerate(modules))):
+            if i == 0 and not input_grad:
+                if getattr(module, "accepts_input_grad", False):
+                    module.backward(grad, input_grad=False)
+                else:
+                    module.backward(grad)
+                return None
             grad = module.backward(grad)
         return grad
 
@@ -409,7 +433,7 @@ class Residual(Module):
     Shape: ``block(x)`` and ``shortcut(x)`` must have the same shape (else ValueError).
     """
 
-    def __init__(self, block, shortcut=None):
+    def __init__(self, block: Module, shortcut: Optional[Module] = None) -> None:
         super().__init__()
         if not isinstance(block, Module):
             raise TypeError(f"block must be a Module, got {describe(block)}")
@@ -421,7 +445,7 @@ class Residual(Module):
         else:
             object.__setattr__(self, "shortcut", None)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         main = self.block(x)
         skip = self.shortcut(x) if self.shortcut is not None else x
@@ -434,7 +458,7 @@ class Residual(Module):
         self._save_for_backward(out, x.dtype)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         grad, _ = self._saved_for_backward(grad_output)
         grad_input = np.array(self.block.backward(grad), copy=True)
         if self.shortcut is not None:

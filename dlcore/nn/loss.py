@@ -40,7 +40,7 @@ __all__ = [
 class Loss(Module):
     """Base class of the losses: forward delegates to ``F.<op>_forward``, backward to ``F.<op>_backward``."""
 
-    _op = None
+    _op: str = ""  # the functional op's name, set by each subclass
 
     def __init__(self, reduction="mean"):
         super().__init__()

@@ -29,14 +29,20 @@ Writing a layer::
             self.weight.accumulate_grad((g * x).sum(axis=0))
             return g * self.weight.data
 """
+from __future__ import annotations
+
 from collections import OrderedDict
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, as_floating, describe, float_dtype
+from .._typing import ArrayLike, DTypeLike
 from .summary import summary as _summary
 
 __all__ = ["Module", "Parameter"]
+
+_M = TypeVar("_M", bound="Module")
 
 
 class Parameter:
@@ -48,32 +54,32 @@ class Parameter:
     """
 
     __slots__ = ("data", "grad")
+    data: np.ndarray
+    grad: Optional[np.ndarray]
 
-    def __init__(self, data):
-        if isinstance(data, Parameter):
-            data = data.data
-        data = np.asarray(data)
-        if data.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"Parameter data must be float32 or float64, got dtype {data.dtype}")
-        if not (data.flags.c_contiguous and data.flags.writeable):
-            data = np.array(data, order="C", copy=True)
-        self.data = data
+    def __init__(self, data: ArrayLike) -> None:
+        array = np.asarray(data.data if isinstance(data, Parameter) else data)
+        if array.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"Parameter data must be float32 or float64, got dtype {array.dtype}")
+        if not (array.flags.c_contiguous and array.flags.writeable):
+            array = np.array(array, order="C", copy=True)
+        self.data = array
         self.grad = None
 
     @property
-    def shape(self):
+    def shape(self) -> Tuple[int, ...]:
         return self.data.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.data.dtype
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.data.size
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return self.data.ndim
 
     def __array__(self, dtype=None, copy=None):
@@ -84,7 +90,7 @@ class Parameter:
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
-    def accumulate_grad(self, grad):
+    def accumulate_grad(self, grad: ArrayLike) -> None:
         """Add ``grad`` into ``.grad`` (allocated as zeros of the parameter's shape on first use).
 
         ``grad`` must have the parameter's shape exactly (no broadcasting): a mismatch is a
@@ -126,7 +132,16 @@ class Module:
     input, of the input's shape.
     """
 
-    def __init__(self):
+    # Set with object.__setattr__ in __init__ (they are bookkeeping, not registered values).
+    _parameters: Dict[str, Optional[Parameter]]
+    _modules: Dict[str, Optional[Module]]
+    _buffers: Dict[str, bool]
+    _forward_pre_hooks: Dict[int, Callable[..., Any]]
+    _forward_hooks: Dict[int, Callable[..., Any]]
+    _saved: Any
+    training: bool
+
+    def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -172,7 +187,7 @@ class Module:
             table.pop(name, None)
         object.__delattr__(self, name)
 
-    def register_parameter(self, name, param):
+    def register_parameter(self, name: str, param: Optional[Parameter]) -> None:
         """Register ``param`` (a Parameter, or None for an absent one) under ``name``."""
         _check_name(name, "parameter")
         if param is not None and not isinstance(param, Parameter):
@@ -182,7 +197,7 @@ class Module:
         self._parameters[name] = param
         object.__setattr__(self, name, param)
 
-    def add_module(self, name, module):
+    def add_module(self, name: str, module: Optional[Module]) -> None:
         """Register ``module`` as a child under ``name`` (how Sequential names its children "0", "1", ...)."""
         _check_name(name, "module")
         if module is not None and not isinstance(module, Module):
@@ -192,7 +207,7 @@ class Module:
         self._modules[name] = module
         object.__setattr__(self, name, module)
 
-    def register_buffer(self, name, array):
+    def register_buffer(self, name: str, array: Optional[np.ndarray]) -> None:
         """A non-trainable array saved in ``state_dict`` (BatchNorm's running statistics).
 
         Assigning ``self.<name> = new_array`` later replaces the buffer's value.
@@ -209,13 +224,13 @@ class Module:
         object.__setattr__(self, name, array)
 
     # ---- calling ------------------------------------------------------------------------
-    def forward(self, *args):
+    def forward(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``forward(*args, **kwargs)``, with the registered hooks run before and after it."""
         for hook in tuple(self._forward_pre_hooks.values()):
             changed = hook(self, args)
@@ -229,7 +244,7 @@ class Module:
         return out
 
     # ---- hooks --------------------------------------------------------------------------
-    def register_forward_pre_hook(self, hook):
+    def register_forward_pre_hook(self, hook: Callable[[Module, tuple], Any]) -> RemovableHandle:
         """Call ``hook(module, args)`` before every forward of this module (as torch).
 
         ``args`` is the tuple of positional inputs; a hook returning something other than
@@ -238,7 +253,7 @@ class Module:
         """
         return RemovableHandle(self._forward_pre_hooks, _check_hook(hook))
 
-    def register_forward_hook(self, hook):
+    def register_forward_hook(self, hook: Callable[[Module, tuple, Any], Any]) -> RemovableHandle:
         """Call ``hook(module, args, output)`` after every forward of this module (as torch).
 
         Hooks observe a model without changing its code: record each layer's output shape
@@ -256,15 +271,15 @@ class Module:
         """
         return RemovableHandle(self._forward_hooks, _check_hook(hook))
 
-    def _as_input(self, x, name="input"):
+    def _as_input(self, x: ArrayLike, name: str = "input") -> np.ndarray:
         """``x`` validated as floating and cast to the module's dtype (the input's own if it has none)."""
         return as_floating(x, name, self.dtype)
 
-    def _save_for_backward(self, out, ctx):
+    def _save_for_backward(self, out: Any, ctx: Any) -> None:
         """Keep ``ctx`` for backward, with the output's shape and dtype (checked against grad_output)."""
         object.__setattr__(self, "_saved", (tuple(np.shape(out)), np.asarray(out).dtype, ctx))
 
-    def _saved_for_backward(self, grad_output):
+    def _saved_for_backward(self, grad_output: ArrayLike) -> Tuple[np.ndarray, Any]:
         """``(grad_output, ctx)``: grad_output checked against the last output, cast to its dtype.
 
         Raises RuntimeError when no forward has run, ValueError when ``grad_output``'s
@@ -286,7 +301,7 @@ class Module:
         return grad_output, ctx
 
     # ---- traversal ----------------------------------------------------------------------
-    def named_children(self):
+    def named_children(self) -> Iterator[Tuple[str, Module]]:
         """``(name, child)`` for each direct child module, in registration order."""
         seen = set()
         for name, module in self._modules.items():
@@ -294,11 +309,11 @@ class Module:
                 seen.add(id(module))
                 yield name, module
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix="", _memo=None):
+    def named_modules(self, prefix: str = "", _memo: Optional[set] = None) -> Iterator[Tuple[str, Module]]:
         """``(dotted_name, module)`` for this module (name ``prefix``) and every descendant, pre-order.
 
         A module reachable twice is yielded once (as torch's ``named_modules``).
@@ -312,11 +327,11 @@ class Module:
             if child is not None:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         for _, module in self.named_modules():
             yield module
 
-    def named_parameters(self, prefix="", recurse=True):
+    def named_parameters(self, prefix: str = "", recurse: bool = True) -> Iterator[Tuple[str, Parameter]]:
         """``(dotted_name, Parameter)`` pairs with torch's names; a shared Parameter appears once.
 
         ``recurse=False`` lists only this module's own parameters.
@@ -329,39 +344,39 @@ class Module:
                     seen.add(id(param))
                     yield (f"{module_name}.{name}" if module_name else name), param
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
-    def named_buffers(self, prefix=""):
+    def named_buffers(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
         for module_name, module in self.named_modules(prefix):
             for name in module._buffers:
                 value = getattr(module, name)
                 if value is not None:
                     yield (f"{module_name}.{name}" if module_name else name), value
 
-    def buffers(self):
+    def buffers(self) -> Iterator[np.ndarray]:
         for _, value in self.named_buffers():
             yield value
 
-    def apply(self, fn):
+    def apply(self: _M, fn: Callable[[Module], Any]) -> _M:
         """Call ``fn(module)`` on every descendant (children first) and on self; returns self."""
         for child in self.children():
             child.apply(fn)
         fn(self)
         return self
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         """The number of scalar parameters (shared ones counted once)."""
         return int(sum(p.size for p in self.parameters()))
 
     # ---- training state -----------------------------------------------------------------
-    def zero_grad(self, set_to_none=False):
+    def zero_grad(self, set_to_none: bool = False) -> None:
         """Set every parameter's ``.grad`` to zeros of its shape (to None with ``set_to_none=True``)."""
         for param in self.parameters():
             param.grad = None if set_to_none else np.zeros_like(param.data)
 
-    def train(self, mode=True):
+    def train(self: _M, mode: bool = True) -> _M:
         """Training mode (Dropout drops, BatchNorm uses batch statistics) for self and descendants."""
         if not isinstance(mode, (bool, np.bool_)):
             raise TypeError(f"mode must be a bool, got {describe(mode)}")
@@ -369,13 +384,13 @@ class Module:
             object.__setattr__(module, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         """Evaluation mode: ``train(False)``."""
         return self.train(False)
 
     # ---- dtype --------------------------------------------------------------------------
     @property
-    def dtype(self):
+    def dtype(self) -> Optional[np.dtype]:
         """The dtype of the module's parameters (None for a module without any)."""
         for param in self.parameters():
             return param.dtype
@@ -384,7 +399,7 @@ class Module:
                 return value.dtype
         return None
 
-    def to(self, dtype):
+    def to(self: _M, dtype: DTypeLike) -> _M:
         """Convert parameters, their gradients and floating buffers to ``dtype`` in place; returns self.
 
         The Parameter objects stay the same (an optimizer holding them keeps working);
@@ -405,11 +420,11 @@ class Module:
             object.__setattr__(module, "_saved", None)
         return self
 
-    def float(self):
+    def float(self: _M) -> _M:
         """``to(np.float32)``."""
         return self.to(np.float32)
 
-    def double(self):
+    def double(self: _M) -> _M:
         """``to(np.float64)``."""
         return self.to(np.float64)
 
@@ -430,7 +445,7 @@ class Module:
             if child is not None:
                 yield from child._state_entries(f"{prefix}{name}.")
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, np.ndarray]:
         """Copies of every parameter and buffer under torch's names, in torch's order."""
         state = OrderedDict()
         for key, module, name, param in self._state_entries():
@@ -438,7 +453,7 @@ class Module:
             state[key] = np.array(value, copy=True)
         return state
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: Mapping[str, ArrayLike], strict: bool = True) -> Tuple[List[str], List[str]]:
         """Copy values from ``state`` into the existing parameters and buffers, keeping their dtype.
 
         ``state`` maps torch's keys to arrays (or anything ``np.asarray`` accepts, such as
@@ -487,7 +502,7 @@ class Module:
         return missing, unexpected
 
     # ---- display ------------------------------------------------------------------------
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         """The text inside the parentheses of ``repr`` (a layer's arguments, as torch shows them)."""
         return ""
 
@@ -504,7 +519,7 @@ class Module:
         lines.append(")")
         return "\n".join(lines)
 
-    def summary(self, input_shape, batch_size=1):
+    def summary(self, input_shape: Union[int, Sequence[int]], batch_size: int = 1) -> str:
         """Print and return a table of each layer's output shape, activation size and parameters.
 
         ``input_shape`` excludes the batch dimension, e.g. ``(1, 28, 28)``. See
@@ -528,17 +543,17 @@ class RemovableHandle:
 
     _next_id = 0
 
-    def __init__(self, hooks, hook):
+    def __init__(self, hooks: Dict[int, Callable[..., Any]], hook: Callable[..., Any]) -> None:
         self._hooks = hooks
         self.id = RemovableHandle._next_id
         RemovableHandle._next_id += 1
         hooks[self.id] = hook
 
-    def remove(self):
+    def remove(self) -> None:
         self._hooks.pop(self.id, None)
 
-    def __enter__(self):
+    def __enter__(self) -> RemovableHandle:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: Any) -> None:
         self.remove()

@@ -16,7 +16,7 @@ __all__ = ["BatchNorm1d", "BatchNorm2d", "InstanceNorm2d", "AdaIN"]
 class _NormBase(Module):
     """Parameters and buffers shared by batch and instance norm (torch's ``_NormBase``)."""
 
-    _expected_ndim = ()
+    _expected_ndim: tuple = ()
     _layout = ""
 
     def __init__(self, num_features, eps, momentum, affine, track_running_stats, dtype):

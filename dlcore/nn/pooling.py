@@ -3,10 +3,15 @@
 Each layer validates its configuration once, then calls the functional pair
 ``F.<op>_forward`` / ``F.<op>_backward`` (backed by the ``pool`` kernels).
 """
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
 import numpy as np
 
 from .. import functional as F
 from .._checks import window
+from .._typing import Array, ArrayLike, IntPair
 from .module import Module
 
 __all__ = ["MaxPool2d", "AvgPool2d", "MaxUnpool2d"]
@@ -22,7 +27,11 @@ def _window_config(module, kernel_size, stride, padding):
 
 
 class _Pool2d(Module):
-    def extra_repr(self):
+    kernel_size: Tuple[int, int]
+    stride: Tuple[int, int]
+    padding: Tuple[int, int]
+
+    def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
@@ -56,18 +65,19 @@ class MaxPool2d(_Pool2d):
         ``H_out = floor((H + 2*padding_h - kh) / stride_h) + 1``; indices the same shape, int64.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, return_indices=False):
+    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
+                 return_indices: bool = False) -> None:
         super().__init__()
         _window_config(self, kernel_size, stride, padding)
         self.return_indices = bool(return_indices)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Union[Array, Tuple[Array, Array]]:
         x = self._as_input(x)
         out, indices, ctx = F.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
         self._save_for_backward(out, ctx)
         return (out, indices) if self.return_indices else out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         """dL/dx: grad_output routed back to the positions of the maxima."""
         return F.max_pool2d_backward(*self._saved_for_backward(grad_output))
 
@@ -99,17 +109,17 @@ class AvgPool2d(_Pool2d):
         ``H_out = floor((H + 2*padding_h - kh) / stride_h) + 1``.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0) -> None:
         super().__init__()
         _window_config(self, kernel_size, stride, padding)
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         x = self._as_input(x)
         out, ctx = F.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
         self._save_for_backward(out, ctx)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         """dL/dx: each window's gradient spread evenly over the window."""
         return F.avg_pool2d_backward(*self._saved_for_backward(grad_output))
 
@@ -146,11 +156,11 @@ class MaxUnpool2d(_Pool2d):
         ``[0, H_out*W_out)``, else ValueError.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0) -> None:
         super().__init__()
         _window_config(self, kernel_size, stride, padding)
 
-    def forward(self, x, indices, output_size=None):
+    def forward(self, x: Array, indices: Array, output_size: Optional[Sequence[int]] = None) -> Array:
         x = self._as_input(x)
         if x.ndim != 4:
             raise ValueError(f"MaxUnpool2d expects a 4-D input (N, C, H, W), got shape {x.shape}")
@@ -168,6 +178,6 @@ class MaxUnpool2d(_Pool2d):
         self._save_for_backward(out, ctx)
         return out
 
-    def backward(self, grad_output):
+    def backward(self, grad_output: Array) -> Array:
         """dL/dx: grad_output gathered at the indices."""
         return F.max_unpool2d_backward(*self._saved_for_backward(grad_output))

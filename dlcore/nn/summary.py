@@ -16,6 +16,10 @@ with one row per layer call:
 and totals: parameters (shared ones once), activation elements, and both in bytes of the
 model's dtype.
 """
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Union
+
 import numpy as np
 
 from .._checks import check_int, describe
@@ -31,7 +35,8 @@ def _shape_of(out):
     return str(list(np.shape(out))), int(np.size(out))
 
 
-def summary(model, input_shape, batch_size=1, print_fn=print):
+def summary(model: Any, input_shape: Union[int, Sequence[int]], batch_size: int = 1,
+            print_fn: Optional[Callable[[str], Any]] = print) -> str:
     """Print and return (as a ``str``) the table of ``model``'s layers for one input shape.
 
     Parameters
@@ -56,7 +61,7 @@ def summary(model, input_shape, batch_size=1, print_fn=print):
     batch_size = check_int(batch_size, "batch_size", minimum=1)
     dtype = model.dtype or np.dtype(np.float32)
 
-    rows = []        # [name, type, shape, size, params, output object]; finished in call order
+    rows: List[list] = []  # [name, type, shape, size, params, output object], in call order
 
     def record(module, name):
         def hook(module, args, out):

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import check_int
+from ..functional.resample import _scale_pair
 from .module import Module
 
 __all__ = ["Upsample", "Concat"]
@@ -42,7 +43,7 @@ class Upsample(Module):
         super().__init__()
         if mode != "nearest":
             raise ValueError(f"mode must be 'nearest' (the only mode implemented), got {mode!r}")
-        self.scale_factor = F.resample._scale_pair(scale_factor)
+        self.scale_factor = _scale_pair(scale_factor)
         self.mode = mode
 
     def forward(self, x):

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, describe
-from ..backends import get_num_threads, kernels
+from ..backends import kernel_threads, kernels
 from ..nn.module import Parameter
 
 # Passed for state a configuration does not use (no momentum, no amsgrad, ...): kernels
@@ -139,7 +139,7 @@ class Optimizer:
         ``closure``, if given, is called first and its value (the loss) returned, as in torch.
         """
         loss = closure() if closure is not None else None
-        backend, n_threads = kernels(), get_num_threads()
+        backend, n_threads = kernels(), kernel_threads()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -1,9 +1,8 @@
-"""BLAS thread limit while training (kept in one place so it can be removed in one place).
+"""An optional BLAS thread limit while training (``Trainer(blas_threads=n)``).
 
-Code that alternates OpenMP regions (dlcore's kernels) with BLAS calls (NumPy's matrix
-products) can oversubscribe the cores when OpenMP's idle workers spin; this module limits
-BLAS to one thread in that case. It becomes unnecessary once the kernels and the GEMMs
-share one thread pool.
+The compiled convolution calls BLAS itself, single-threaded inside its own OpenMP region,
+so dlcore needs no limit on NumPy's BLAS: ``"auto"`` applies none. A user who wants
+NumPy's matrix products (dense layers, the NumPy backend) on ``n`` threads can still ask.
 """
 import contextlib
 
@@ -14,24 +13,14 @@ __all__ = ["blas_limit", "resolve_blas_threads"]
 
 def resolve_blas_threads(n="auto"):
     """What ``blas_limit(n)`` applies: an int, or None for no limit (see :func:`blas_limit`)."""
-    if n == "auto":
-        from ..backends import OPENMP_WORKERS_SLEEP, get_backend
-
-        return None if get_backend() == "numpy" or OPENMP_WORKERS_SLEEP else 1
-    return n
+    return None if n == "auto" else n
 
 
 def blas_limit(n="auto"):
     """A context manager limiting BLAS (NumPy's matrix products) to ``n`` threads.
 
-    ``"auto"`` means no limit, except on the compiled backend when the user made OpenMP's
-    workers spin (``OMP_WAIT_POLICY=ACTIVE``; dlcore sets PASSIVE otherwise): spinning
-    workers next to a BLAS pool oversubscribe the cores. Measured on
-    the shared 2-core machine with spinning workers, one training step of
-    ``MLP([64, 256, 256, 10])`` on a batch of 32 took 0.226 s with the default BLAS pool
-    and 0.028 s with one BLAS thread; a LeNet-5 step 0.57 s and 0.20 s. With sleeping
-    workers the default pool is faster (LeNet-5 on digits: 0.30 s per epoch vs 0.36 s).
-    Needs threadpoolctl; without it this does nothing. ``None`` also does nothing.
+    ``"auto"`` and ``None`` mean no limit (see the module docstring). Needs threadpoolctl;
+    without it this does nothing.
     """
     n = resolve_blas_threads(n)
     if n is None:

@@ -39,7 +39,7 @@ from ..data import DataLoader
 from ._blas import blas_limit
 from .callbacks import Callback
 from .history import History
-from .progress import ProgressBar
+from .progress import ProgressBar, close_epoch_bar, end_bar_line
 
 __all__ = ["ACCURACY_RULES", "Trainer", "evaluate", "fit", "penalize_weights", "predict"]
 
@@ -126,6 +126,20 @@ def penalize_weights(optimizer, l1=0.0, l2=0.0):
     return optimizer
 
 
+def _check_optimizer_params(optimizer, model, loss_fn):
+    """An optimizer built over another model's parameters would train nothing, silently."""
+    groups = getattr(optimizer, "param_groups", None)
+    if not isinstance(groups, list):
+        return  # not a dlcore optimizer: nothing to check
+    ours = {id(p) for p in model.parameters()} | {id(p) for p in loss_fn.parameters()}
+    foreign = sum(1 for g in groups for p in g.get("params", ()) if id(p) not in ours)
+    if foreign:
+        total = sum(len(g.get("params", ())) for g in groups)
+        raise ValueError(
+            f"optimizer updates {foreign} of its {total} parameters that are not the model's: build it "
+            "over this model's parameters, e.g. optim.Adam(model.parameters())")
+
+
 class Trainer:
     """Fits a :class:`dlcore.nn.Module` with a loss and an optimizer, batch by batch.
 
@@ -165,6 +179,7 @@ class Trainer:
         if not isinstance(self.loss_fn, nn.Module):
             raise TypeError(f"loss_fn must be a dlcore loss Module, got {describe(self.loss_fn)}")
         self.optimizer = optimizer if optimizer is not None else optim.Adam(model.parameters(), lr=1e-3)
+        _check_optimizer_params(self.optimizer, model, self.loss_fn)
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
@@ -257,6 +272,9 @@ class Trainer:
         try:
             with blas_limit(self.blas_threads):
                 self._epochs(loader, epochs, validation_data, show)
+        except KeyboardInterrupt:
+            end_bar_line(getattr(self, "_bar", None))
+            raise
         finally:
             self.model.eval()
         self._call("on_train_end")
@@ -277,7 +295,7 @@ class Trainer:
     def _run_epoch(self, loader, epoch, epochs, validation_data, show):
         self.model.train()
         self._call("on_epoch_begin", epoch)
-        bar = ProgressBar(len(loader), f"Epoch {epoch}/{epochs}", show, self.stream)
+        bar = self._bar = ProgressBar(len(loader), f"Epoch {epoch}/{epochs}", show, self.stream)
         start = time.perf_counter()
         total_loss = 0.0
         seen = 0
@@ -304,14 +322,14 @@ class Trainer:
         if has_acc:
             logs["accuracy"] = correct / max(seen, 1)
         if validation_data is not None:
-            val = self.evaluate(*validation_data, batch_size=max(256, loader.batch_size))
+            X_val, y_val = validation_data
+            val = self.evaluate(X_val, y_val, batch_size=max(256, loader.batch_size))
             logs.update({f"val_{k}": v for k, v in val.items()})
         lr = getattr(self.optimizer, "lr", None)
         if isinstance(lr, (int, float)):
             logs["lr"] = float(lr)
         logs["time"] = time.perf_counter() - start
-        summary = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k not in ("lr", "time"))
-        bar.close(f"{summary} {seen / logs['time']:.0f} samples/s {logs['time']:.2f}s")
+        close_epoch_bar(bar, logs, seen)
         return logs
 
     def evaluate(self, X, y, batch_size=256):

@@ -1,8 +1,9 @@
 """The per-batch progress display of :class:`~dlcore.train.Trainer`."""
+import shutil
 import sys
 import time
 
-__all__ = ["ProgressBar"]
+__all__ = ["ProgressBar", "close_epoch_bar", "end_bar_line"]
 
 
 class ProgressBar:
@@ -46,8 +47,11 @@ class ProgressBar:
             self.stream.flush()
 
     def close(self, postfix=None):
-        if not self.enabled:
-            return
+        if self.enabled:
+            self._close(postfix)
+        self.closed = True  # last: a Ctrl-C inside _close leaves it False (see end_bar_line)
+
+    def _close(self, postfix):
         if self.bar is not None:
             if postfix:
                 self.bar.set_postfix_str(postfix, refresh=True)
@@ -56,3 +60,30 @@ class ProgressBar:
         line = postfix if postfix else self._postfix
         self.stream.write(f"\r{self.desc} [{'=' * 20}] {self.count}/{self.total} {line}\n")
         self.stream.flush()
+
+
+def close_epoch_bar(bar, logs, seen):
+    """End an epoch's bar with its metrics: on the bar's line when that fits the terminal,
+    else on a line of their own (a terminal or tqdm would cut the end of a long line,
+    which is where the validation metrics are)."""
+    rate = f"{seen / logs['time']:.0f} samples/s {logs['time']:.2f}s"
+    summary = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k not in ("lr", "time"))
+    # the plain bar's line; tqdm's adds a percentage, times and brackets (about 40 more)
+    line = f"{bar.desc} [{'=' * 20}] {bar.count}/{bar.total} {summary} {rate}"
+    if len(line) + (40 if bar.bar is not None else 0) < shutil.get_terminal_size((80, 24)).columns:
+        bar.close(f"{summary} {rate}")
+        return
+    bar.close(rate)
+    if bar.enabled:
+        print(f"  {summary}", file=bar.stream, flush=True)
+
+
+def end_bar_line(bar):
+    """After Ctrl-C inside an epoch: close its bar so that what follows starts a new line."""
+    if bar is None or not bar.enabled or getattr(bar, "closed", False):
+        return  # no bar, or it closed already (interrupted after the epoch)
+    if bar.bar is not None and not bar.bar.disable:  # (tqdm sets disable once it starts closing)
+        bar.bar.close()
+    else:
+        bar.stream.write("\n")
+        bar.stream.flush()

@@ -1,43 +1,52 @@
-"""Compiled im2col / col2im, and the convolutions built on them.
+"""Compiled convolutions: one OpenMP parallel region over batch tiles, BLAS inside it.
 
 The specification is the NumPy twin, ``dlcore/backends/numpy_kernels/conv.py``: same
-names, same parameters, same results (bitwise: im2col only copies, and col2im adds a
-pixel's contributions in the twin's (kh, kw) order).
+names, same parameters, same results up to float rounding (im2col and col2im alone are
+bitwise equal to the twin's).
 
-Index glossary: ``n`` image, ``c`` channel, ``kh, kw`` offset inside the window, ``oh, ow``
-output row and column, ``ih, iw`` input row and column, ``p`` flat (n, c) plane index.
-Sizes: ``N, C, H, W`` input, ``KH, KW`` window, ``SH, SW`` stride, ``PH, PW`` padding,
-``OH, OW`` output positions.
+Index glossary: ``n`` image, ``c`` input channel, ``f`` output channel, ``kh, kw`` offset
+inside the window, ``oh, ow`` output row and column, ``j`` image inside a tile, ``t`` tile,
+``g`` group. Sizes: ``N, C, H, W`` input, ``F`` output channels, ``KH, KW`` window,
+``SH, SW`` stride, ``PH, PW`` padding, ``DH, DW`` dilation, ``G`` groups, ``OH, OW`` output
+positions, ``L = OH*OW``, ``K = C*KH*KW`` rows of the column matrix (``Kg = K/G`` per group).
 
-Parallelism: both kernels run one ``prange`` over the N*C image planes. im2col is a pure
-gather, so any split would do; col2im *adds* overlapping windows into the image, and
-splitting over planes is what keeps it race-free: plane (n, c) reads only the KH*KW
-column rows of channel c of image n and writes only its own H x W pixels. No thread ever
-touches another's output, so the result does not depend on the thread count.
+How a convolution runs (forward; the backward and the transposed ones are built the same way)
+----------------------------------------------------------------------------------------------
+The batch is cut into *tiles* of ``T`` whole images; ``T`` depends only on the layer's
+shape (its column matrix fills about ``TILE_BYTES``), never on the thread count. One
+parallel region hands the tiles to the threads, and a thread, for each of its tiles:
 
-Below ``_SERIAL_BELOW`` copied elements a kernel runs on one thread: waking a second
-thread costs microseconds, more than a tiny plane loop, and on a loaded machine a
-parallel region waits for a thread the OS has not scheduled yet. Each plane is computed
-the same way whatever the thread count, so results stay bitwise identical.
+1. unfolds the tile's images into its private column buffer ``cols`` (K, T*L) -- im2col,
+   written into memory that stays in the core's cache for step 2;
+2. multiplies ``W2 (F, K) @ cols`` with a single-threaded BLAS GEMM called from this
+   nogil code (``scipy.linalg.cython_blas``), one GEMM per group;
+3. writes its images' slice of the output, adding the bias.
 
-The inner loops work row by row: for a fixed (kh, kw, oh) the window positions ``ow`` that
-fall inside the image form one interval, computed once, so the hot loop is a strided
-copy (im2col) or add (col2im) with no branch; the rest of the row is zero padding.
+So one pool of threads does everything. BLAS must not start threads of its own inside
+the region: SciPy's bundled OpenBLAS uses pthreads, and called from two OpenMP threads at
+once with its default thread count it serializes the calls on a global lock and prints
+"Detect OpenMP Loop and this application may hang". :class:`_OneBlasThread` therefore
+holds *SciPy's* BLAS (never NumPy's, which is a separate library) to one thread while a
+kernel runs, and restores the user's setting afterwards.
 
-The convolutions themselves are im2col/col2im plus matrix products with NumPy's BLAS,
-done by the twin module's GEMM drivers (one shared implementation, here called with the
-compiled im2col/col2im) outside every parallel region, so BLAS threads and OpenMP threads
-never run at the same time.
+Gradients of the weight are sums over the whole batch. Each tile writes its own partial
+sum into row ``t`` of a (n_tiles, ...) buffer, and after the tile loop the rows are added
+in tile order -- the same additions in the same order whatever the thread count, so the
+results are bitwise independent of it (tests/test_conv.py checks 1, 2 and 3 threads).
+
+Each kernel checks every argument's size against the others (O(1), before any loop):
+the loops run with bounds checks off.
 """
-from cython.parallel cimport prange
+import ctypes
+import threading
+
+import numpy as np
+
+from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
+from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from dlcore._common cimport floating, intp_t
-
-from dlcore.backends.numpy_kernels import conv as _twin
-
-# About 10 microseconds of copying: smaller jobs are not worth a thread team.
-cdef intp_t _SERIAL_BELOW = 1 << 15
 
 __all__ = [
     "im2col",
@@ -48,17 +57,113 @@ __all__ = [
     "conv_transpose2d_backward",
 ]
 
+# Bytes of one tile's column matrix plus its small (F, T*L) companion: about half of a
+# core's L2 cache, so im2col's writes are still cached when the GEMM reads them.
+TILE_BYTES = 1 << 19
+# About 10 microseconds of copying: smaller unfold/fold jobs run on one thread.
+cdef intp_t _SERIAL_BELOW = 1 << 15
+cdef intp_t _INT_MAX = 2147483647
 
-cdef inline void _valid_range(intp_t k, intp_t pad, intp_t stride, intp_t size, intp_t n_out,
+
+# ---- SciPy's BLAS held to one thread ---------------------------------------------------
+
+def _find_blas_thread_setter():
+    """(get, set) for the thread count of the BLAS behind scipy.linalg.cython_blas, or None.
+
+    dlsym on the handle of the cython_blas extension searches that module's own dependencies
+    first, so this finds SciPy's OpenBLAS even when NumPy's OpenBLAS (another library, with
+    other symbol names) is loaded too. Other BLAS libraries need nothing: MKL and OpenMP
+    builds of OpenBLAS run one thread when called inside an OpenMP parallel region.
+    """
+    from scipy.linalg import cython_blas
+
+    try:
+        lib = ctypes.CDLL(cython_blas.__file__)
+    except OSError:
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        for suffix in ("", "64_"):
+            try:
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}")
+                set_ = getattr(lib, f"{prefix}_set_num_threads{suffix}")
+            except AttributeError:
+                continue
+            get.restype, get.argtypes = ctypes.c_int, []
+            set_.restype, set_.argtypes = None, [ctypes.c_int]
+            return get, set_
+    return None
+
+
+class _OneBlasThread:
+    """``with _ONE_BLAS_THREAD:`` -- SciPy's BLAS runs one thread inside the block.
+
+    Nested and concurrent uses (two Python threads running kernels) share one counter:
+    the first to enter saves the user's setting, the last to leave restores it.
+    """
+
+    def __init__(self):
+        self.functions = _find_blas_thread_setter()
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = 1
+
+    def __enter__(self):
+        if self.functions is not None:
+            get, set_ = self.functions
+            with self.lock:
+                if self.users == 0:
+                    self.saved = get()
+                    if self.saved != 1:
+                        set_(1)
+                self.users += 1
+        return self
+
+    def __exit__(self, *exc):
+        if self.functions is not None:
+            get, set_ = self.functions
+            with self.lock:
+                self.users -= 1
+                if self.users == 0 and self.saved != 1:
+                    set_(self.saved)
+        return False
+
+
+_ONE_BLAS_THREAD = _OneBlasThread()
+
+
+# ---- GEMM -------------------------------------------------------------------------------
+
+cdef inline void _gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
+                       const floating* A, intp_t lda, const floating* B, intp_t ldb,
+                       floating beta, floating* C, intp_t ldc) noexcept nogil:
+    """Row-major ``C (M, N) = op(A) @ op(B) + beta*C``; op transposes when asked.
+
+    BLAS is column-major, and a row-major matrix read column-major is its transpose, so
+    this asks BLAS for ``C.T = op(B).T @ op(A).T``: the operands swap places.
+    """
+    cdef char ta = b'T' if trans_a else b'N'
+    cdef char tb = b'T' if trans_b else b'N'
+    cdef int m = <int> M, n = <int> N, k = <int> K
+    cdef int la = <int> lda, lb = <int> ldb, lc = <int> ldc
+    cdef floating one = 1
+    if floating is float:
+        sgemm(&tb, &ta, &n, &m, &k, &one, <float*> B, &lb, <float*> A, &la, &beta, C, &lc)
+    else:
+        dgemm(&tb, &ta, &n, &m, &k, &one, <double*> B, &lb, <double*> A, &la, &beta, C, &lc)
+
+
+# ---- im2col / col2im of one plane -----------------------------------------------------
+
+cdef inline void _valid_range(intp_t offset, intp_t stride, intp_t size, intp_t n_out,
                               intp_t* lo, intp_t* hi) noexcept nogil:
-    """Output positions o in [lo, hi) whose input index o*stride - pad + k lies in [0, size)."""
+    """Output positions o in [lo, hi) whose input index o*stride + offset lies in [0, size)."""
     cdef intp_t first = 0, last
-    if k < pad:
-        first = (pad - k + stride - 1) // stride
-    if size - 1 + pad - k < 0:
+    if offset < 0:
+        first = (-offset + stride - 1) // stride
+    if size - 1 - offset < 0:
         last = 0
     else:
-        last = (size - 1 + pad - k) // stride + 1
+        last = (size - 1 - offset) // stride + 1
     if last > n_out:
         last = n_out
     if first > last:
@@ -67,24 +172,34 @@ cdef inline void _valid_range(intp_t k, intp_t pad, intp_t stride, intp_t size, 
     hi[0] = last
 
 
+cdef struct Window:
+    intp_t H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW
+
+
 cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
-                        intp_t H, intp_t W, intp_t KH, intp_t KW, intp_t SH, intp_t SW,
-                        intp_t PH, intp_t PW, intp_t OH, intp_t OW) noexcept nogil:
-    """Fill the KH*KW column rows of one (n, c) plane; row (kh, kw) starts at dst + (kh*KW + kw)*row_stride."""
-    cdef intp_t kh, kw, oh, ow, oh_lo, oh_hi, ow_lo, ow_hi
+                        const Window* w) noexcept nogil:
+    """Fill the KH*KW column rows of one plane; row (kh, kw) starts at dst + (kh*KW + kw)*row_stride.
+
+    For a fixed (kh, kw, oh) the positions ow that read inside the image form one interval,
+    so the hot loop is a plain strided copy; the rest of the row is zero padding.
+    """
+    cdef intp_t kh, kw, oh, ow, oh_lo, oh_hi, ow_lo, ow_hi, OW = w.OW, SW = w.SW
+    cdef intp_t oy, ox
     cdef floating* row
     cdef const floating* s
-    for kh in range(KH):
-        _valid_range(kh, PH, SH, H, OH, &oh_lo, &oh_hi)
-        for kw in range(KW):
-            _valid_range(kw, PW, SW, W, OW, &ow_lo, &ow_hi)
-            row = dst + (kh * KW + kw) * row_stride
+    for kh in range(w.KH):
+        oy = kh * w.DH - w.PH
+        _valid_range(oy, w.SH, w.H, w.OH, &oh_lo, &oh_hi)
+        for kw in range(w.KW):
+            ox = kw * w.DW - w.PW
+            _valid_range(ox, SW, w.W, OW, &ow_lo, &ow_hi)
+            row = dst + (kh * w.KW + kw) * row_stride
             if oh_lo > 0:
                 memset(row, 0, oh_lo * OW * sizeof(floating))
             for oh in range(oh_lo, oh_hi):
                 if ow_lo > 0:
                     memset(row + oh * OW, 0, ow_lo * sizeof(floating))
-                s = src + (oh * SH - PH + kh) * W + (ow_lo * SW - PW + kw)
+                s = src + (oh * w.SH + oy) * w.W + (ow_lo * SW + ox)
                 if SW == 1:
                     for ow in range(ow_lo, ow_hi):
                         row[oh * OW + ow] = s[ow - ow_lo]
@@ -93,26 +208,28 @@ cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
                         row[oh * OW + ow] = s[(ow - ow_lo) * SW]
                 if ow_hi < OW:
                     memset(row + oh * OW + ow_hi, 0, (OW - ow_hi) * sizeof(floating))
-            if oh_hi < OH:
-                memset(row + oh_hi * OW, 0, (OH - oh_hi) * OW * sizeof(floating))
+            if oh_hi < w.OH:
+                memset(row + oh_hi * OW, 0, (w.OH - oh_hi) * OW * sizeof(floating))
 
 
 cdef void _col2im_plane(const floating* src, floating* dst, intp_t row_stride,
-                        intp_t H, intp_t W, intp_t KH, intp_t KW, intp_t SH, intp_t SW,
-                        intp_t PH, intp_t PW, intp_t OH, intp_t OW) noexcept nogil:
-    """Overwrite one H x W plane with the sum of its KH*KW column rows (row (kh, kw) at src + (kh*KW + kw)*row_stride)."""
-    cdef intp_t kh, kw, oh, ow, oh_lo, oh_hi, ow_lo, ow_hi, n_ow
+                        const Window* w) noexcept nogil:
+    """Overwrite one H x W plane with the sum of its KH*KW column rows, added in (kh, kw) order."""
+    cdef intp_t kh, kw, oh, ow, oh_lo, oh_hi, ow_lo, ow_hi, n_ow, OW = w.OW, SW = w.SW
+    cdef intp_t oy, ox
     cdef const floating* s
     cdef floating* d
-    memset(dst, 0, H * W * sizeof(floating))
-    for kh in range(KH):
-        _valid_range(kh, PH, SH, H, OH, &oh_lo, &oh_hi)
-        for kw in range(KW):
-            _valid_range(kw, PW, SW, W, OW, &ow_lo, &ow_hi)
+    memset(dst, 0, w.H * w.W * sizeof(floating))
+    for kh in range(w.KH):
+        oy = kh * w.DH - w.PH
+        _valid_range(oy, w.SH, w.H, w.OH, &oh_lo, &oh_hi)
+        for kw in range(w.KW):
+            ox = kw * w.DW - w.PW
+            _valid_range(ox, SW, w.W, OW, &ow_lo, &ow_hi)
             n_ow = ow_hi - ow_lo
             for oh in range(oh_lo, oh_hi):
-                s = src + (kh * KW + kw) * row_stride + oh * OW + ow_lo
-                d = dst + (oh * SH - PH + kh) * W + (ow_lo * SW - PW + kw)
+                s = src + (kh * w.KW + kw) * row_stride + oh * OW + ow_lo
+                d = dst + (oh * w.SH + oy) * w.W + (ow_lo * SW + ox)
                 if SW == 1:
                     for ow in range(n_ow):
                         d[ow] += s[ow]
@@ -121,124 +238,536 @@ cdef void _col2im_plane(const floating* src, floating* dst, intp_t row_stride,
                         d[ow * SW] += s[ow]
 
 
-cdef _check_cols(tuple x_shape, tuple cols_shape, intp_t cols_step, intp_t KH, intp_t KW, intp_t SH, intp_t SW,
-                 intp_t PH, intp_t PW):
-    """The bounds the loops rely on (they run unchecked); O(1), before any loop."""
-    N, C, H, W = x_shape
-    if min(KH, KW, SH, SW) < 1 or min(PH, PW) < 0 or H + 2 * PH < KH or W + 2 * PW < KW:
-        raise ValueError(f"bad window for an image of shape {x_shape}: kernel {(KH, KW)}, "
-                         f"stride {(SH, SW)}, padding {(PH, PW)}")
-    OH, OW = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
-    want = (N, C * KH * KW, OH * OW)
-    if cols_shape != want:
-        raise ValueError(f"cols must have shape {want} for x of shape {x_shape}, got {cols_shape}")
-    if cols_step != 1 and OH * OW > 1:
-        raise ValueError("cols must be contiguous along its last axis")
-    return OH, OW
+cdef void _im2col_tile(const floating* x, intp_t n_img, intp_t C, floating* cols,
+                       const Window* w) noexcept nogil:
+    """Columns of n_img consecutive images (C channels each) as one (C*KH*KW, n_img*L) matrix."""
+    cdef intp_t j, c, KK = w.KH * w.KW, L = w.OH * w.OW, plane = w.H * w.W
+    cdef intp_t rs = n_img * L
+    for j in range(n_img):
+        for c in range(C):
+            _im2col_plane(x + (j * C + c) * plane, cols + c * KK * rs + j * L, rs, w)
+
+
+cdef void _col2im_tile(const floating* cols, intp_t n_img, intp_t C, floating* x,
+                       const Window* w) noexcept nogil:
+    """Fold a (C*KH*KW, n_img*L) matrix back into n_img images (overwritten)."""
+    cdef intp_t j, c, KK = w.KH * w.KW, L = w.OH * w.OW, plane = w.H * w.W
+    cdef intp_t rs = n_img * L
+    for j in range(n_img):
+        for c in range(C):
+            _col2im_plane(cols + c * KK * rs + j * L, x + (j * C + c) * plane, rs, w)
+
+
+cdef void _images_to_rows(const floating* a, intp_t n_img, intp_t R, intp_t L,
+                          floating* m) noexcept nogil:
+    """(n_img, R, L) images -> an (R, n_img*L) matrix: image j in columns j*L .. (j+1)*L."""
+    cdef intp_t j, r
+    for j in range(n_img):
+        for r in range(R):
+            memcpy(m + r * n_img * L + j * L, a + (j * R + r) * L, L * sizeof(floating))
+
+
+cdef void _rows_to_images(const floating* m, intp_t n_img, intp_t R, intp_t L,
+                          const floating* bias, floating* a) noexcept nogil:
+    """The inverse of _images_to_rows, adding bias[r] to row r when bias is not NULL."""
+    cdef intp_t j, r, l
+    cdef const floating* s
+    cdef floating* d
+    cdef floating b
+    for j in range(n_img):
+        for r in range(R):
+            s = m + r * n_img * L + j * L
+            d = a + (j * R + r) * L
+            if bias == NULL:
+                memcpy(d, s, L * sizeof(floating))
+            else:
+                b = bias[r]
+                for l in range(L):
+                    d[l] = s[l] + b
+
+
+cdef void _channel_sums(const floating* a, intp_t n_img, intp_t R, intp_t L,
+                        double* out) noexcept nogil:
+    """out[r] = sum over images j and positions l of a[j, r, l], in float64, in (j, l) order."""
+    cdef intp_t j, r, l
+    cdef const floating* s
+    cdef double acc
+    for r in range(R):
+        out[r] = 0
+    for j in range(n_img):
+        for r in range(R):
+            s = a + (j * R + r) * L
+            acc = 0
+            for l in range(L):
+                acc += s[l]
+            out[r] += acc
+
+
+# ---- geometry and checks (Python level, O(1)) ---------------------------------------------
+
+cdef intp_t _out_size(intp_t size, intp_t k, intp_t s, intp_t p, intp_t d):
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+cdef _check_window(tuple image, intp_t KH, intp_t KW, intp_t SH, intp_t SW, intp_t PH, intp_t PW,
+                   intp_t DH, intp_t DW):
+    """(OH, OW) of the window sweep over an (H, W) image, after checking every number."""
+    H, W = image
+    if min(KH, KW, SH, SW, DH, DW) < 1 or min(PH, PW) < 0:
+        raise ValueError(f"kernel {(KH, KW)}, stride {(SH, SW)} and dilation {(DH, DW)} must be >= 1 "
+                         f"and padding {(PH, PW)} >= 0")
+    if H + 2 * PH < DH * (KH - 1) + 1 or W + 2 * PW < DW * (KW - 1) + 1:
+        raise ValueError(f"the dilated kernel {(DH * (KH - 1) + 1, DW * (KW - 1) + 1)} does not fit "
+                         f"the padded image {(H + 2 * PH, W + 2 * PW)}")
+    return _out_size(H, KH, SH, PH, DH), _out_size(W, KW, SW, PW, DW)
+
+
+cdef _expect(name, tuple got, tuple want):
+    if got != want:
+        raise ValueError(f"{name} must have shape {want}, got {got}")
+
+
+cdef tuple _shape(a, int ndim):
+    return tuple(a.shape[i] for i in range(ndim))
+
+
+cdef intp_t _tile_images(intp_t N, intp_t per_image, intp_t itemsize):
+    """Images per tile: about TILE_BYTES of workspace, at least one image, equal tiles."""
+    cdef intp_t most = max(1, TILE_BYTES // max(1, per_image * itemsize))
+    if most > N:
+        most = N
+    cdef intp_t n_tiles = (N + most - 1) // most
+    return (N + n_tiles - 1) // n_tiles
+
+
+def _check_ints(*sizes):
+    # BLAS takes 32-bit ints: every matrix dimension and leading dimension must fit.
+    if max(sizes) > _INT_MAX:
+        raise ValueError(f"a matrix dimension {max(sizes)} exceeds BLAS's 32-bit int range")
+
+
+# ---- im2col / col2im kernels (unfold / fold) --------------------------------------------
+
+cdef Window _window(intp_t H, intp_t W, intp_t KH, intp_t KW, intp_t SH, intp_t SW, intp_t PH, intp_t PW,
+                    intp_t DH, intp_t DW, intp_t OH, intp_t OW):
+    cdef Window w
+    w.H, w.W, w.KH, w.KW, w.SH, w.SW = H, W, KH, KW, SH, SW
+    w.PH, w.PW, w.DH, w.DW, w.OH, w.OW = PH, PW, DH, DW, OH, OW
+    return w
 
 
 def im2col(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
-           floating[:, :, :] cols,            # OUT (N, C*KH*KW, OH*OW), last axis contiguous
+           floating[:, :, ::1] cols,          # OUT (N, C*KH*KW, OH*OW)
            intp_t kernel_h, intp_t kernel_w, intp_t stride_h, intp_t stride_w,
-           intp_t pad_h, intp_t pad_w, int n_threads):
+           intp_t pad_h, intp_t pad_w, intp_t dilation_h, intp_t dilation_w, int n_threads):
     """Unfold every window of ``x`` into a column of ``cols`` (torch's ``F.unfold`` layout).
 
     Parameters
     ----------
-    x : ndarray of shape (N, C, H, W), dtype float32 or float64, C-contiguous (IN)
-    cols : ndarray of shape (N, C*KH*KW, OH*OW), same dtype; the last axis contiguous,
-        the other two any strides (OUT, every entry overwritten)
-    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w : int
+    x : ndarray of shape (N, C, H, W), float32 or float64, C-contiguous (IN)
+    cols : ndarray of shape (N, C*KH*KW, OH*OW), same dtype, C-contiguous (OUT, every entry
+        overwritten)
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w : int
     n_threads : int
         OpenMP threads for the loop over the N*C planes.
 
-    Same contract as the NumPy twin. The caller validates and allocates.
+    Same contract as the NumPy twin; bitwise the same result.
     """
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef intp_t OH, OW, p, n, c
-    cdef intp_t KK = kernel_h * kernel_w
-    OH, OW = _check_cols((N, C, H, W), (cols.shape[0], cols.shape[1], cols.shape[2]),
-                         cols.strides[2] // <intp_t> sizeof(floating), kernel_h, kernel_w,
-                         stride_h, stride_w, pad_h, pad_w)
-    cdef intp_t row_stride = cols.strides[1] // <intp_t> sizeof(floating)
-    if N * C * OH * OW == 0:
+    cdef intp_t KK = kernel_h * kernel_w, p, n, c
+    OH, OW = _check_window((H, W), kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                           dilation_h, dilation_w)
+    _expect("cols", _shape(cols, 3), (N, C * KK, OH * OW))
+    cdef Window w = _window(H, W, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                            dilation_h, dilation_w, OH, OW)
+    cdef intp_t L = w.OH * w.OW
+    if N * C * L == 0:
         return
-    if N * C * KK * OH * OW < _SERIAL_BELOW:
+    if N * C * KK * L < _SERIAL_BELOW:
         n_threads = 1
     with nogil:
         for p in prange(N * C, schedule='static', num_threads=n_threads):
             n = p // C
             c = p - n * C
-            _im2col_plane(&x[n, c, 0, 0], &cols[n, c * KK, 0], row_stride, H, W,
-                          kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, OH, OW)
+            _im2col_plane(&x[n, c, 0, 0], &cols[n, c * KK, 0], L, &w)
 
 
-def col2im(const floating[:, :, :] cols,       # IN  (N, C*KH*KW, OH*OW), last axis contiguous
+def col2im(const floating[:, :, ::1] cols,     # IN  (N, C*KH*KW, OH*OW)
            floating[:, :, :, ::1] x,           # OUT (N, C, H, W)
            intp_t kernel_h, intp_t kernel_w, intp_t stride_h, intp_t stride_w,
-           intp_t pad_h, intp_t pad_w, int n_threads):
+           intp_t pad_h, intp_t pad_w, intp_t dilation_h, intp_t dilation_w, int n_threads):
     """Fold columns back into images, summing overlapping windows (torch's ``F.fold``).
 
     Parameters
     ----------
-    cols : ndarray of shape (N, C*KH*KW, OH*OW), dtype float32 or float64; the last axis
-        contiguous, the other two any strides (IN)
-    x : ndarray of shape (N, C, H, W), same dtype, C-contiguous (OUT, every entry
-        overwritten)
-    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w : int
+    cols : ndarray of shape (N, C*KH*KW, OH*OW), float32 or float64, C-contiguous (IN)
+    x : ndarray of shape (N, C, H, W), same dtype, C-contiguous (OUT, every entry overwritten)
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w : int
     n_threads : int
-        OpenMP threads for the loop over the N*C planes (the race-free axis).
-
-    Same contract as the NumPy twin. The caller validates and allocates.
+        OpenMP threads for the loop over the N*C planes (planes never share a pixel, so the
+        sums are race-free and each pixel adds its terms in the twin's (kh, kw) order).
     """
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef intp_t OH, OW, p, n, c
-    cdef intp_t KK = kernel_h * kernel_w
-    OH, OW = _check_cols((N, C, H, W), (cols.shape[0], cols.shape[1], cols.shape[2]),
-                         cols.strides[2] // <intp_t> sizeof(floating), kernel_h, kernel_w,
-                         stride_h, stride_w, pad_h, pad_w)
-    cdef intp_t row_stride = cols.strides[1] // <intp_t> sizeof(floating)
+    cdef intp_t KK = kernel_h * kernel_w, p, n, c
+    OH, OW = _check_window((H, W), kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                           dilation_h, dilation_w)
+    _expect("cols", _shape(cols, 3), (N, C * KK, OH * OW))
+    cdef Window w = _window(H, W, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+                            dilation_h, dilation_w, OH, OW)
+    cdef intp_t L = w.OH * w.OW
     if N * C * H * W == 0:
         return
-    if N * C * KK * OH * OW < _SERIAL_BELOW:
+    if N * C * KK * L < _SERIAL_BELOW:
         n_threads = 1
     with nogil:
         for p in prange(N * C, schedule='static', num_threads=n_threads):
             n = p // C
             c = p - n * C
-            _col2im_plane(&cols[n, c * KK, 0], &x[n, c, 0, 0], row_stride, H, W,
-                          kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, OH, OW)
+            _col2im_plane(&cols[n, c * KK, 0], &x[n, c, 0, 0], L, &w)
 
 
-def conv2d_forward(x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads):
-    """``out[n] = W2 @ im2col(x)[n] + bias``; compiled im2col, one BLAS GEMM per batch chunk.
+# ---- conv2d -------------------------------------------------------------------------------
 
-    x (N, C, H, W) IN; weight (F, C, KH, KW) IN; bias (F,) IN or None; out (N, F, OH, OW)
-    OUT; cols None or (C*KH*KW, N*OH*OW) OUT, the columns kept for the backward pass.
+cdef struct Conv:
+    # one convolution's sizes: x (N, C, H, W), weight (F, C/G, KH, KW), L positions per image
+    intp_t N, C, F, G, K, L, T, n_tiles
+    bint has_bias, want_input
+
+
+cdef Conv _conv(intp_t N, intp_t C, intp_t F, intp_t G, intp_t KK, intp_t L, intp_t per_image,
+                intp_t itemsize, bint has_bias, bint want_input):
+    cdef Conv p
+    p.N, p.C, p.F, p.G, p.K, p.L = N, C, F, G, C * KK, L
+    p.T = _tile_images(N, per_image, itemsize) if N > 0 else 1
+    p.n_tiles = (N + p.T - 1) // p.T
+    p.has_bias, p.want_input = has_bias, want_input
+    return p
+
+
+cdef void _conv2d_forward_tile(const floating* x, const floating* w2, const floating* bias,
+                               floating* out, floating* cols, floating* res, intp_t t,
+                               const Conv* p, const Window* win) noexcept nogil:
+    cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
+    cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G
+    _im2col_tile(x + n0 * p.C * win.H * win.W, nt, p.C, cols, win)
+    for g in range(p.G):   # res[g's rows] = W2[g's rows] @ cols[g's rows]
+        _gemm(False, False, Fg, M, Kg, w2 + g * Fg * Kg, Kg, cols + g * Kg * M, M,
+              0, res + g * Fg * M, M)
+    _rows_to_images(res, nt, p.F, p.L, bias if p.has_bias else NULL, out + n0 * p.F * p.L)
+
+
+def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
+                   const floating[:, :, :, ::1] weight,   # IN  (F, C/G, KH, KW)
+                   bias,                                   # IN  (F,) or None
+                   floating[:, :, :, ::1] out,             # OUT (N, F, OH, OW)
+                   intp_t stride_h, intp_t stride_w, intp_t pad_h, intp_t pad_w,
+                   intp_t dilation_h, intp_t dilation_w, intp_t groups, int n_threads):
+    """``out[n] = W2 @ im2col(x)[n] + bias`` per group, tile by tile (see the module docstring).
+
     Same contract as the NumPy twin.
     """
-    _twin.gemm_conv2d_forward(im2col, x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads)
+    cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef intp_t F = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
+    cdef const floating[::1] b
+    OH, OW = _check_window((H, W), KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w)
+    if groups < 1 or C % groups or F % groups:
+        raise ValueError(f"groups={groups} must divide the {C} input and {F} output channels")
+    _expect("weight", _shape(weight, 4), (F, C // groups, KH, KW))
+    _expect("out", _shape(out, 4), (N, F, OH, OW))
+    if bias is not None:
+        b = bias
+        _expect("bias", _shape(bias, 1), (F,))
+    cdef Window win = _window(H, W, KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                              OH, OW)
+    cdef intp_t L = win.OH * win.OW
+    cdef Conv p = _conv(N, C, F, groups, KH * KW, L, (C * KH * KW + F) * L, sizeof(floating),
+                        bias is not None, True)
+    if N == 0:
+        return
+    _check_ints(p.K, p.T * L)
+    cdef intp_t stride = p.T * (p.K + F) * L
+    n_threads = max(1, min(n_threads, p.n_tiles))
+    work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
+    cdef floating[:, ::1] ws = work
+    cdef const floating* bp = &b[0] if p.has_bias else NULL
+    cdef intp_t t
+    cdef floating* mine
+    with _ONE_BLAS_THREAD:
+        with nogil, parallel(num_threads=n_threads):
+            mine = &ws[threadid(), 0]
+            for t in prange(p.n_tiles, schedule='dynamic'):
+                _conv2d_forward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bp, &out[0, 0, 0, 0],
+                                     mine, mine + p.T * p.K * L, t, &p, &win)
 
 
-def conv2d_backward(x, weight, grad_output, cols, grad_input, grad_weight, grad_bias,
-                    stride_h, stride_w, pad_h, pad_w, n_threads):
-    """Gradients of conv2d_forward into grad_input, grad_weight, grad_bias (or None), all OUT;
-    cols: the forward's kept columns (IN) or None to recompute them.
+cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const floating* gout,
+                                floating* gin, floating* gw_part, double* gb_part,
+                                floating* cols, floating* gt, intp_t t,
+                                const Conv* p, const Window* win) noexcept nogil:
+    cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
+    cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G, plane = win.H * win.W
+    _im2col_tile(x + n0 * p.C * plane, nt, p.C, cols, win)
+    _images_to_rows(gout + n0 * p.F * p.L, nt, p.F, p.L, gt)
+    if p.has_bias:
+        _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
+    for g in range(p.G):   # this tile's dL/dW2 = g_t @ cols.T
+        _gemm(False, True, Fg, Kg, M, gt + g * Fg * M, M, cols + g * Kg * M, M,
+              0, gw_part + g * Fg * Kg, Kg)
+    if not p.want_input:
+        return
+    for g in range(p.G):   # the columns are spent: cols now holds their gradient W2.T @ g_t
+        _gemm(True, False, Kg, M, Fg, w2 + g * Fg * Kg, Kg, gt + g * Fg * M, M,
+              0, cols + g * Kg * M, M)
+    _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
+
+
+cdef inline void _sum_tiles(const floating* parts, intp_t n_tiles, intp_t size, floating* out,
+                            const double* bparts, intp_t bsize, floating* bout, intp_t e) noexcept nogil:
+    """Element e of ``out = sum over t of parts[t]`` (or of the bias sums), tile 0 first.
+
+    The caller splits the elements over the threads; each element still adds its tiles in
+    order, so the sums do not depend on the thread count.
+    """
+    cdef intp_t t
+    cdef floating s
+    cdef double d
+    if e < size:
+        s = parts[e]
+        for t in range(1, n_tiles):
+            s = s + parts[t * size + e]
+        out[e] = s
+    else:
+        d = 0
+        for t in range(n_tiles):
+            d = d + bparts[t * bsize + e - size]
+        bout[e - size] = <floating> d
+
+
+def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W)
+                    const floating[:, :, :, ::1] weight,       # IN  (F, C/G, KH, KW)
+                    const floating[:, :, :, ::1] grad_output,  # IN  (N, F, OH, OW)
+                    grad_input,                                # OUT (N, C, H, W) or None
+                    floating[:, :, :, ::1] grad_weight,        # OUT (F, C/G, KH, KW)
+                    grad_bias,                                 # OUT (F,) or None
+                    intp_t stride_h, intp_t stride_w, intp_t pad_h, intp_t pad_w,
+                    intp_t dilation_h, intp_t dilation_w, intp_t groups, int n_threads):
+    """Gradients of conv2d_forward, tile by tile; grad_input None skips the input gradient.
 
     Same contract as the NumPy twin.
     """
-    _twin.gemm_conv2d_backward(im2col, col2im, x, weight, grad_output, cols, grad_input, grad_weight,
-                               grad_bias, stride_h, stride_w, pad_h, pad_w, n_threads)
+    cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef intp_t F = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
+    cdef floating[:, :, :, ::1] gi
+    cdef floating[::1] gb
+    OH, OW = _check_window((H, W), KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w)
+    if groups < 1 or C % groups or F % groups:
+        raise ValueError(f"groups={groups} must divide the {C} input and {F} output channels")
+    _expect("weight", _shape(weight, 4), (F, C // groups, KH, KW))
+    _expect("grad_output", _shape(grad_output, 4), (N, F, OH, OW))
+    _expect("grad_weight", _shape(grad_weight, 4), _shape(weight, 4))
+    if grad_input is not None:
+        gi = grad_input
+        _expect("grad_input", _shape(grad_input, 4), (N, C, H, W))
+    if grad_bias is not None:
+        gb = grad_bias
+        _expect("grad_bias", _shape(grad_bias, 1), (F,))
+    cdef Window win = _window(H, W, KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                              OH, OW)
+    cdef intp_t L = win.OH * win.OW
+    cdef Conv p = _conv(N, C, F, groups, KH * KW, L, (C * KH * KW + F) * L, sizeof(floating),
+                        grad_bias is not None, grad_input is not None)
+    cdef intp_t wsize = grad_weight.size
+    if N == 0:
+        np.asarray(grad_weight)[...] = 0
+        if grad_bias is not None:
+            grad_bias[...] = 0
+        return
+    _check_ints(p.K, p.T * L)
+    cdef intp_t stride = p.T * (p.K + F) * L
+    n_threads = max(1, min(n_threads, p.n_tiles))
+    dtype = np.asarray(grad_weight).dtype
+    work = np.empty((n_threads, stride), dtype=dtype)
+    parts = np.empty((p.n_tiles, wsize), dtype=dtype)
+    bparts = np.empty((p.n_tiles, F if p.has_bias else 0), dtype=np.float64)
+    bsum = np.empty(F if p.has_bias else 0, dtype=dtype)
+    cdef floating[:, ::1] ws = work, pw = parts
+    cdef double[:, ::1] pb = bparts
+    cdef floating[::1] bs = bsum
+    cdef floating* gip = &gi[0, 0, 0, 0] if p.want_input else NULL
+    cdef intp_t t, e, bsize = F if p.has_bias else 0
+    cdef floating* mine
+    with _ONE_BLAS_THREAD:
+        with nogil, parallel(num_threads=n_threads):
+            mine = &ws[threadid(), 0]
+            for t in prange(p.n_tiles, schedule='dynamic'):
+                _conv2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
+                                      gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
+                                      mine, mine + p.T * p.K * L, t, &p, &win)
+            for e in prange(wsize + bsize, schedule='static'):
+                _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
+                           &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+    if p.has_bias:
+        grad_bias[...] = bsum
 
 
-def conv_transpose2d_forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, n_threads):
-    """``out = col2im(W2.T @ x[n]) + bias``; weight (C_in, C_out, KH, KW). Same contract as the twin."""
-    _twin.gemm_conv_transpose2d_forward(col2im, x, weight, bias, out, stride_h, stride_w, pad_h, pad_w,
-                                        n_threads)
+# ---- conv_transpose2d -----------------------------------------------------------------------
+# x (N, C_in, H, W), weight (C_in, C_out/G, KH, KW), out (N, C_out, HO, WO). The "image"
+# that im2col/col2im sweep is the output (HO x WO); the window positions are x's H x W pixels.
+# In the Conv struct: C = C_out (rows of the column matrix are (c_out, kh, kw)), F = C_in.
+
+cdef void _conv_transpose2d_forward_tile(const floating* x, const floating* w2, floating* out,
+                                         floating* cols, floating* xt, intp_t t,
+                                         const Conv* p, const Window* win) noexcept nogil:
+    cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
+    cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G
+    _images_to_rows(x + n0 * p.F * p.L, nt, p.F, p.L, xt)
+    for g in range(p.G):   # cols[g's rows] = W2[g's rows].T @ x_t[g's rows]
+        _gemm(True, False, Kg, M, Fg, w2 + g * Fg * Kg, Kg, xt + g * Fg * M, M,
+              0, cols + g * Kg * M, M)
+    _col2im_tile(cols, nt, p.C, out + n0 * p.C * win.H * win.W, win)
 
 
-def conv_transpose2d_backward(x, weight, grad_output, grad_input, grad_weight, grad_bias,
-                              stride_h, stride_w, pad_h, pad_w, n_threads):
-    """Gradients of conv_transpose2d_forward (all OUT). Same contract as the NumPy twin."""
-    _twin.gemm_conv_transpose2d_backward(im2col, x, weight, grad_output, grad_input, grad_weight, grad_bias,
-                                         stride_h, stride_w, pad_h, pad_w, n_threads)
+cdef void _add_bias(floating* out, intp_t N, intp_t C, intp_t plane, const floating* bias) noexcept nogil:
+    cdef intp_t n, c, i
+    cdef floating* d
+    for n in range(N):
+        for c in range(C):
+            d = out + (n * C + c) * plane
+            for i in range(plane):
+                d[i] += bias[c]
+
+
+def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_in, H, W)
+                             const floating[:, :, :, ::1] weight,   # IN  (C_in, C_out/G, KH, KW)
+                             bias,                                   # IN  (C_out,) or None
+                             floating[:, :, :, ::1] out,             # OUT (N, C_out, HO, WO)
+                             intp_t stride_h, intp_t stride_w, intp_t pad_h, intp_t pad_w,
+                             intp_t dilation_h, intp_t dilation_w, intp_t groups, int n_threads):
+    """``out = col2im(W2.T @ x[n]) + bias`` per group, tile by tile. Same contract as the twin."""
+    cdef intp_t N = x.shape[0], C_in = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef intp_t KH = weight.shape[2], KW = weight.shape[3]
+    cdef intp_t HO = out.shape[2], WO = out.shape[3], C_out = out.shape[1]
+    cdef const floating[::1] b
+    if groups < 1 or C_in % groups or C_out % groups:
+        raise ValueError(f"groups={groups} must divide the {C_in} input and {C_out} output channels")
+    _expect("weight", _shape(weight, 4), (C_in, C_out // groups, KH, KW))
+    OH, OW = _check_window((HO, WO), KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w)
+    # The windows must cover x's H x W positions; with output_padding they may cover more
+    # (rows and columns that only receive the bias).
+    if OH < H or OW < W or out.shape[0] != N:
+        raise ValueError(f"out of shape {_shape(out, 4)} does not fit x of shape {_shape(x, 4)}: "
+                         f"its windows give {(OH, OW)} positions")
+    if bias is not None:
+        b = bias
+        _expect("bias", _shape(bias, 1), (C_out,))
+    cdef Window win = _window(HO, WO, KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                              H, W)
+    cdef intp_t L = H * W
+    cdef Conv p = _conv(N, C_out, C_in, groups, KH * KW, L, (C_out * KH * KW + C_in) * L,
+                        sizeof(floating), bias is not None, True)
+    if N == 0:
+        return
+    _check_ints(p.K, p.T * L)
+    cdef intp_t stride = p.T * (p.K + C_in) * L
+    n_threads = max(1, min(n_threads, p.n_tiles))
+    work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
+    cdef floating[:, ::1] ws = work
+    cdef intp_t t
+    cdef floating* mine
+    with _ONE_BLAS_THREAD:
+        with nogil, parallel(num_threads=n_threads):
+            mine = &ws[threadid(), 0]
+            for t in prange(p.n_tiles, schedule='dynamic'):
+                _conv_transpose2d_forward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &out[0, 0, 0, 0],
+                                               mine, mine + p.T * p.K * L, t, &p, &win)
+                if p.has_bias:
+                    _add_bias(&out[t * p.T, 0, 0, 0], min(p.T, N - t * p.T), C_out, HO * WO, &b[0])
+
+
+cdef void _conv_transpose2d_backward_tile(const floating* x, const floating* w2, const floating* gout,
+                                          floating* gin, floating* gw_part, double* gb_part,
+                                          floating* cols, floating* xt, intp_t t,
+                                          const Conv* p, const Window* win) noexcept nogil:
+    cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
+    cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G, plane = win.H * win.W
+    _im2col_tile(gout + n0 * p.C * plane, nt, p.C, cols, win)
+    if p.has_bias:
+        _channel_sums(gout + n0 * p.C * plane, nt, p.C, plane, gb_part)
+    _images_to_rows(x + n0 * p.F * p.L, nt, p.F, p.L, xt)
+    for g in range(p.G):   # this tile's dL/dW2 = x_t @ cols.T
+        _gemm(False, True, Fg, Kg, M, xt + g * Fg * M, M, cols + g * Kg * M, M,
+              0, gw_part + g * Fg * Kg, Kg)
+    if not p.want_input:
+        return
+    for g in range(p.G):   # x_t is spent: it now holds dL/dx = W2 @ cols
+        _gemm(False, False, Fg, M, Kg, w2 + g * Fg * Kg, Kg, cols + g * Kg * M, M,
+              0, xt + g * Fg * M, M)
+    _rows_to_images(xt, nt, p.F, p.L, NULL, gin + n0 * p.F * p.L)
+
+
+def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
+                              const floating[:, :, :, ::1] weight,       # IN  (C_in, C_out/G, KH, KW)
+                              const floating[:, :, :, ::1] grad_output,  # IN  (N, C_out, HO, WO)
+                              grad_input,                                # OUT (N, C_in, H, W) or None
+                              floating[:, :, :, ::1] grad_weight,        # OUT like weight
+                              grad_bias,                                 # OUT (C_out,) or None
+                              intp_t stride_h, intp_t stride_w, intp_t pad_h, intp_t pad_w,
+                              intp_t dilation_h, intp_t dilation_w, intp_t groups, int n_threads):
+    """Gradients of conv_transpose2d_forward, tile by tile; grad_input None skips dL/dx."""
+    cdef intp_t N = x.shape[0], C_in = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef intp_t KH = weight.shape[2], KW = weight.shape[3]
+    cdef intp_t HO = grad_output.shape[2], WO = grad_output.shape[3], C_out = grad_output.shape[1]
+    cdef floating[:, :, :, ::1] gi
+    cdef floating[::1] gb
+    if groups < 1 or C_in % groups or C_out % groups:
+        raise ValueError(f"groups={groups} must divide the {C_in} input and {C_out} output channels")
+    _expect("weight", _shape(weight, 4), (C_in, C_out // groups, KH, KW))
+    _expect("grad_weight", _shape(grad_weight, 4), _shape(weight, 4))
+    OH, OW = _check_window((HO, WO), KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w)
+    if OH < H or OW < W or grad_output.shape[0] != N:
+        raise ValueError(f"grad_output of shape {_shape(grad_output, 4)} does not fit x of shape "
+                         f"{_shape(x, 4)}: its windows give {(OH, OW)} positions")
+    if grad_input is not None:
+        gi = grad_input
+        _expect("grad_input", _shape(grad_input, 4), (N, C_in, H, W))
+    if grad_bias is not None:
+        gb = grad_bias
+        _expect("grad_bias", _shape(grad_bias, 1), (C_out,))
+    cdef Window win = _window(HO, WO, KH, KW, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                              H, W)
+    cdef intp_t L = H * W
+    cdef Conv p = _conv(N, C_out, C_in, groups, KH * KW, L, (C_out * KH * KW + C_in) * L,
+                        sizeof(floating), grad_bias is not None, grad_input is not None)
+    cdef intp_t wsize = grad_weight.size
+    if N == 0:
+        np.asarray(grad_weight)[...] = 0
+        if grad_bias is not None:
+            grad_bias[...] = 0
+        return
+    _check_ints(p.K, p.T * L)
+    cdef intp_t stride = p.T * (p.K + C_in) * L
+    n_threads = max(1, min(n_threads, p.n_tiles))
+    dtype = np.asarray(grad_weight).dtype
+    work = np.empty((n_threads, stride), dtype=dtype)
+    parts = np.empty((p.n_tiles, wsize), dtype=dtype)
+    bparts = np.empty((p.n_tiles, C_out if p.has_bias else 0), dtype=np.float64)
+    bsum = np.empty(C_out if p.has_bias else 0, dtype=dtype)
+    cdef floating[:, ::1] ws = work, pw = parts
+    cdef double[:, ::1] pb = bparts
+    cdef floating[::1] bs = bsum
+    cdef floating* gip = &gi[0, 0, 0, 0] if p.want_input else NULL
+    cdef intp_t t, e, bsize = C_out if p.has_bias else 0
+    cdef floating* mine
+    with _ONE_BLAS_THREAD:
+        with nogil, parallel(num_threads=n_threads):
+            mine = &ws[threadid(), 0]
+            for t in prange(p.n_tiles, schedule='dynamic'):
+                _conv_transpose2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0],
+                                                &grad_output[0, 0, 0, 0], gip, &pw[t, 0],
+                                                &pb[t, 0] if p.has_bias else NULL,
+                                                mine, mine + p.T * p.K * L, t, &p, &win)
+            for e in prange(wsize + bsize, schedule='static'):
+                _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
+                           &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+    if p.has_bias:
+        grad_bias[...] = bsum

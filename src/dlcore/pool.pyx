@@ -18,6 +18,7 @@ their plane, so inner loops do no memoryview arithmetic.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from dlcore._common cimport floating, intp_t
@@ -369,6 +370,40 @@ cdef void _avg_pool_backward_plane(const floating* grad_output, floating* grad_i
                                    intp_t H, intp_t W, intp_t OH, intp_t OW,
                                    intp_t KH, intp_t KW, intp_t SH, intp_t SW,
                                    intp_t PH, intp_t PW) noexcept nogil:
+    # Overlapping windows: the twin's scatter, in a double buffer of the padded plane
+    # (thread-private, small enough for L1/L2): for each kernel offset (kh, kw), in
+    # ascending order, add every window's gradient at its (kh, kw) element; then crop,
+    # divide and round. Each element receives its terms in the twin's order, so both
+    # round identically. The inner loop is a plain strided add, about 3x faster than
+    # gathering the covering windows element by element (kept below for when the buffer
+    # cannot be allocated).
+    cdef intp_t PHH = H + 2 * PH, PWW = W + 2 * PW, kh, kw, oh, ow, ih, iw
+    cdef double area = <double>(KH * KW)
+    cdef double* g = <double*>malloc(PHH * PWW * sizeof(double))
+    cdef double* grow
+    cdef const floating* orow
+    if g != NULL:
+        memset(g, 0, PHH * PWW * sizeof(double))
+        for kh in range(KH):
+            for kw in range(KW):
+                for oh in range(OH):
+                    grow = g + (oh * SH + kh) * PWW + kw
+                    orow = grad_output + oh * OW
+                    for ow in range(OW):
+                        grow[ow * SW] += orow[ow]
+        for ih in range(H):
+            grow = g + (ih + PH) * PWW + PW
+            for iw in range(W):
+                grad_input[ih * W + iw] = <floating>(grow[iw] / area)
+        free(g)
+        return
+    _avg_pool_backward_gather(grad_output, grad_input, H, W, OH, OW, KH, KW, SH, SW, PH, PW)
+
+
+cdef void _avg_pool_backward_gather(const floating* grad_output, floating* grad_input,
+                                    intp_t H, intp_t W, intp_t OH, intp_t OW,
+                                    intp_t KH, intp_t KW, intp_t SH, intp_t SW,
+                                    intp_t PH, intp_t PW) noexcept nogil:
     # A gather rather than a scatter: each input element sums the outputs whose windows
     # cover it, in double, and is written once. The windows covering padded row
     # ph = ih + PH are oh in [oh0, oh1] with oh*SH <= ph <= oh*SH + KH - 1. Terms are
