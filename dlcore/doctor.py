@@ -67,7 +67,7 @@ def thread_pools():
     OpenMP runtimes among the mapped libraries, with the thread count unknown (None).
     """
     try:
-        from threadpoolctl import threadpool_info
+        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
     except ImportError:
         return [{"api": "openmp", "library": os.path.basename(p), "path": p, "threads": None}
                 for p in _mapped_libraries() if os.path.basename(p).startswith(_OPENMP_NAMES)]
@@ -265,7 +265,7 @@ def _check_processes(usable):
 
 def _check_cpu():
     try:
-        from numpy._core._multiarray_umath import __cpu_features__
+        from numpy._core._multiarray_umath import __cpu_features__  # type: ignore[import-not-found]
     except ImportError:
         try:
             from numpy.core._multiarray_umath import __cpu_features__

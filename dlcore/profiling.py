@@ -35,7 +35,7 @@ from . import backends, nn
 
 __all__ = ["profile", "ProfileReport", "machine_rates", "layer_flops"]
 
-_RATES = {}
+_RATES: dict = {}
 
 
 def machine_rates(dtype=np.float32):

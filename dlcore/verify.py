@@ -437,7 +437,7 @@ def _check_kernel(kernel, candidate, scenarios, n_threads, torch, timings):
     return row
 
 
-_reference_cache = {}
+_reference_cache: dict = {}
 
 
 def _reference(name, run, case, dtype, n_threads, torch=None):

@@ -118,3 +118,19 @@ def test_to_onnx_rejects_what_it_cannot_translate(tmp_path):
                 tmp_path / "x.onnx")
     with pytest.raises(TypeError, match="sample_input"):
         to_onnx(models.MLP([4, 2]), np.zeros((1, 4), np.int64), tmp_path / "x.onnx")
+
+
+def test_upsample_exports_to_torch_and_onnx(tmp_path):
+    if not hasattr(nn, "Upsample"):
+        pytest.skip("this dlcore has no nn.Upsample")
+    dlcore.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Upsample(scale_factor=(2, 3)), nn.ReLU())
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 4)).astype(np.float32)
+    expected = model(x)
+    assert expected.shape == (2, 3, 6, 12)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_allclose(to_torch(model)(torch.from_numpy(x)).detach().numpy(), expected, atol=1e-5)
+    ort = pytest.importorskip("onnxruntime")
+    to_onnx(model, x, tmp_path / "up.onnx")
+    got = ort.InferenceSession(str(tmp_path / "up.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)

@@ -118,6 +118,10 @@ def _emit(g, m, x_name, x, path):
         shift = m.bias.data if m.affine else np.zeros(c, dtype)
         inputs = [x_name, g.weight(scale, f"{path}.weight"), g.weight(shift, f"{path}.bias")]
         return g.node("InstanceNormalization", inputs, path, epsilon=float(m.eps)), y
+    if kind is getattr(nn, "Upsample", None):  # nearest: y[i] = x[floor(i / s)]
+        scales = g.weight(np.array([1, 1, *m.scale_factor], np.float32), f"{path}.scales")
+        return g.node("Resize", [x_name, "", scales], path, mode="nearest",
+                      coordinate_transformation_mode="asymmetric", nearest_mode="floor"), y
     if kind is nn.Flatten:
         if m.start_dim == 1 and m.end_dim in (-1, x.ndim - 1):
             return g.node("Flatten", [x_name], path, axis=1), y
@@ -136,7 +140,7 @@ def _emit(g, m, x_name, x, path):
         return g.node(kind.__name__, [x_name], path, axis=int(m.dim)), y
     raise TypeError(f"to_onnx: no ONNX translation known for {kind.__name__} at {path or 'the top level'!r}; "
                     "supported: Sequential, Residual, Autoencoder, Linear, Conv2d, ConvTranspose2d, "
-                    "MaxPool2d, AvgPool2d, GlobalAvgPool2d, BatchNorm1d/2d, InstanceNorm2d, Flatten, "
+                    "MaxPool2d, AvgPool2d, GlobalAvgPool2d, Upsample, BatchNorm1d/2d, InstanceNorm2d, Flatten, "
                     "Dropout, Identity and the activations")
 
 

@@ -92,6 +92,8 @@ def _translate(m, path):
     if kind in (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d):
         return getattr(tnn, kind.__name__)(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
                                            track_running_stats=m.track_running_stats)
+    if kind is getattr(nn, "Upsample", None):
+        return tnn.Upsample(scale_factor=tuple(float(f) for f in m.scale_factor), mode=m.mode)
     if kind is nn.Flatten:
         return tnn.Flatten(m.start_dim, m.end_dim)
     if kind is nn.Dropout:
@@ -104,7 +106,7 @@ def _translate(m, path):
         return getattr(tnn, kind.__name__)()
     raise TypeError(f"to_torch: no torch equivalent known for {kind.__name__} at "
                     f"{path or 'the top level'!r}; supported: Sequential, Residual, Autoencoder, "
-                    "Linear, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, "
+                    "Linear, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Upsample, "
                     "BatchNorm1d/2d, InstanceNorm2d, Flatten, Dropout and the activations")
 
 
