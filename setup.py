@@ -14,6 +14,8 @@ Build policy (all from the environment, so CI and users can steer it):
   sets flush-to-zero for the whole process) and never march=native (SIGILL on
   another CPU). ``DLCORE_DEBUG_SYMBOLS=1`` keeps ``-g``.
 * ``DLCORE_CYTHON_DEBUG=1`` turns bounds and wraparound checks back on.
+* ``DLCORE_SANITIZE=address`` builds with AddressSanitizer (``-O1 -g``), OpenMP kept: the
+  OpenMP probe is built with the same flags. ``.ci/sanitize`` runs the kernel tests on it.
 * ``DLCORE_ONLY=stem1,stem2`` builds a subset (handy while developing one kernel).
 * The generated C is never committed, and an sdist ships only .pyx/.pxd sources.
 """
@@ -28,6 +30,7 @@ import warnings
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.errors import CompileError, LinkError
 
 # One compiled module per stem: src/dlcore/<stem>.pyx -> dlcore.backends.cython_kernels.<stem>
 KERNEL_STEMS = ["_info", "conv", "pool", "activation", "optim", "norm"]
@@ -155,7 +158,7 @@ class BuildExt(build_ext):
         if problem is None:
             try:
                 self._build_compiled()
-            except Exception as exc:  # CompileError, LinkError, ...
+            except (CompileError, LinkError) as exc:
                 problem = f"building the extensions failed ({_short_error(exc)})"
         if problem is None:
             self._write_not_built(None)
@@ -186,8 +189,11 @@ class BuildExt(build_ext):
 
     def _build_compiled(self):
         ctype = self.compiler.compiler_type
+        san_compile, san_link = _sanitizer_flags(ctype)
         if ctype == "msvc":
             base = ["/O2"]
+        elif san_compile:  # -O1 -g: readable ASan reports (line numbers, frames)
+            base = ["-O1", "-g", "-Wno-unused-function", "-Wno-unreachable-code"]
         else:
             base = ["-O3"] + ([] if _flag("DLCORE_DEBUG_SYMBOLS") else ["-g0"])
             base += ["-Wno-unused-function", "-Wno-unreachable-code"]
@@ -195,7 +201,9 @@ class BuildExt(build_ext):
         use_openmp = False
         if _flag("DLCORE_NO_OPENMP"):
             warnings.warn("DLCORE_NO_OPENMP is set: building dlcore's kernels serial (no OpenMP).")
-        elif probe_openmp(self.compiler, omp_compile, omp_link):
+        # The probe gets the sanitizer flags too: compiled with -fsanitize=address but linked
+        # without it (CFLAGS alone), the probe fails to link and the build would go serial.
+        elif probe_openmp(self.compiler, omp_compile + san_compile, omp_link + san_link):
             use_openmp = True
         else:
             msg = (
@@ -210,14 +218,29 @@ class BuildExt(build_ext):
 
         compiler_name = _compiler_version((getattr(self.compiler, "compiler_so", None) or [ctype])[0])
         for ext in self.extensions:
-            ext.extra_compile_args = base + (omp_compile if use_openmp else [])
-            ext.extra_link_args = omp_link if use_openmp else []
+            ext.extra_compile_args = base + san_compile + (omp_compile if use_openmp else [])
+            ext.extra_link_args = san_link + (omp_link if use_openmp else [])
             ext.define_macros += [
                 ("DLCORE_COMPILER", _c_string(compiler_name)),
                 ("DLCORE_COMPILE_ARGS", _c_string(" ".join(ext.extra_compile_args))),
                 ("DLCORE_CYTHON_VERSION", _c_string(cython_version)),
             ]
         super().build_extensions()
+
+
+def _sanitizer_flags(compiler_type):
+    """(compile, link) flags for ``DLCORE_SANITIZE=address`` (gcc or clang); none when unset.
+
+    Such a build is for testing: run Python with the sanitizer's runtime preloaded,
+    ``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0`` (see .ci/sanitize).
+    """
+    kind = os.environ.get("DLCORE_SANITIZE", "").strip()
+    if not kind:
+        return [], []
+    if kind != "address" or compiler_type == "msvc":
+        raise RuntimeError(f"DLCORE_SANITIZE={kind!r}: only 'address' with gcc or clang is supported")
+    flags = ["-fsanitize=address", "-fno-omit-frame-pointer"]
+    return flags, flags
 
 
 def _compiler_version(executable):

@@ -45,6 +45,14 @@ def _check_pair(y_true, y_pred):
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_pred must have as many samples as y_true ({y_true.shape[0]}), got {y_pred.shape[0]}")
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        # class labels, as scikit-learn requires: floats only when they are whole numbers
+        if y.dtype.kind == "c":
+            raise ValueError(f"{name} must hold class labels (ints, bools, strings or whole numbers), "
+                             f"got dtype {y.dtype}")
+        if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+            raise ValueError(f"{name} must hold class labels (ints, bools, strings or whole numbers), "
+                             f"got {y[np.argmax(np.mod(y, 1) != 0)]}")
     return y_true, y_pred
 
 

@@ -18,6 +18,8 @@ The work is done by the active backend's kernels (``dlcore.backends``): the NumP
 softmax and log_softmax; the input for leaky_relu and silu): do not modify those arrays
 in place between forward and backward.
 """
+import math
+
 import numpy as np
 
 from .._checks import as_floating, check_int, check_number
@@ -127,7 +129,10 @@ def leaky_relu_forward(x, negative_slope=0.01):
     Backward: :math:`∂L/∂x = δ ⊙ (1 \text{ if } x > 0 \text{ else } α)` (slope α at 0, as torch).
     Returns ``(out, ctx)``.
     """
+    # finite: the compiled kernel computes max(x, 0) + slope * min(x, 0), where NaN * 0 is NaN
     negative_slope = check_number(negative_slope, "negative_slope")
+    if not math.isfinite(negative_slope):
+        raise ValueError(f"negative_slope must be finite, got {negative_slope}")
     return _elementwise_forward("leaky_relu", x, True, negative_slope)
 
 

@@ -248,6 +248,9 @@ def binary_cross_entropy_forward(input, target, weight=None, reduction="mean"):
         finite = x[~np.isnan(x)]
         got = "NaN" if finite.size < x.size else f"values in [{finite.min()}, {finite.max()}]"
         raise ValueError(f"input of binary_cross_entropy must hold probabilities in [0, 1], got {got}")
+    if t.size and not ((t >= 0) & (t <= 1)).all():  # as torch: a target is a probability too
+        bad = t[~((t >= 0) & (t <= 1))][0]
+        raise ValueError(f"target of binary_cross_entropy must hold probabilities in [0, 1], got {bad}")
     with np.errstate(divide="ignore"):
         log_p = np.maximum(np.log(x), -100)
         log_q = np.maximum(np.log1p(-x), -100)
