@@ -5,14 +5,17 @@ products) can oversubscribe the cores when OpenMP's idle workers spin; this modu
 BLAS to one thread in that case. It becomes unnecessary once the kernels and the GEMMs
 share one thread pool.
 """
+from __future__ import annotations
+
 import contextlib
+from typing import Any, ContextManager, Union
 
 from .._checks import check_int
 
 __all__ = ["blas_limit", "resolve_blas_threads"]
 
 
-def resolve_blas_threads(n="auto"):
+def resolve_blas_threads(n: Union[int, str, None] = "auto") -> Union[int, str, None]:
     """What ``blas_limit(n)`` applies: an int, or None for no limit (see :func:`blas_limit`)."""
     if n == "auto":
         from ..backends import OPENMP_WORKERS_SLEEP, get_backend
@@ -21,7 +24,7 @@ def resolve_blas_threads(n="auto"):
     return n
 
 
-def blas_limit(n="auto"):
+def blas_limit(n: Union[int, str, None] = "auto") -> ContextManager[Any]:
     """A context manager limiting BLAS (NumPy's matrix products) to ``n`` threads.
 
     ``"auto"`` means no limit, except on the compiled backend when the user made OpenMP's

@@ -1,5 +1,8 @@
 """The per-batch progress display of :class:`~dlcore.train.Trainer`."""
+from __future__ import annotations
+
 import sys
+from typing import Any, Optional, TextIO
 import time
 
 __all__ = ["ProgressBar"]
@@ -8,7 +11,7 @@ __all__ = ["ProgressBar"]
 class ProgressBar:
     """A per-batch progress bar: tqdm when installed, else one updating plain-text line."""
 
-    def __init__(self, total, desc, enabled, stream=None):
+    def __init__(self, total: int, desc: str, enabled: bool, stream: Optional[TextIO] = None) -> None:
         self.enabled = enabled
         self.total = total
         self.desc = desc
@@ -27,7 +30,7 @@ class ProgressBar:
         except ImportError:
             self.bar = None
 
-    def update(self, postfix):
+    def update(self, postfix: str) -> None:
         self.count += 1
         if not self.enabled:
             return
@@ -45,7 +48,7 @@ class ProgressBar:
             self.stream.write(f"\r{self.desc} [{bar}] {self.count}/{self.total} {postfix}")
             self.stream.flush()
 
-    def close(self, postfix=None):
+    def close(self, postfix: Optional[str] = None) -> None:
         if not self.enabled:
             return
         if self.bar is not None:
