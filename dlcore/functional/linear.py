@@ -3,9 +3,14 @@
 ``linear`` is one GEMM (NumPy's ``@``, i.e. BLAS), so it has no kernel of its own;
 ``dropout`` draws its mask from dlcore's generator (``dlcore.manual_seed``).
 """
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
 import numpy as np
 
 from .._checks import as_floating, check_linear_input, check_number, describe
+from .._typing import Array, ArrayLike
 from .._random import generator
 
 __all__ = [
@@ -18,12 +23,12 @@ __all__ = [
 ]
 
 
-def _as_weight(weight, name):
+def _as_weight(weight: Any, name: str) -> np.ndarray:
     data = getattr(weight, "data", weight) if not isinstance(weight, np.ndarray) else weight
     return as_floating(data, name)
 
 
-def linear_forward(x, weight, bias=None):
+def linear_forward(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None) -> Tuple[Array, Any]:
     r"""Affine map ``y = x Wᵀ + b`` over the last axis; returns ``(out, ctx)``.
 
     Forward, for one sample (the notes' ``x^(m) = W^(m) y^(m-1) + b^(m)``):
@@ -67,7 +72,7 @@ def linear_forward(x, weight, bias=None):
     return out, (x2d, weight, bias is not None, x.shape)
 
 
-def linear_backward(grad_output, ctx):
+def linear_backward(grad_output: ArrayLike, ctx: Any) -> Tuple[Array, Array, Optional[Array]]:
     """Gradients of :func:`linear_forward`: ``(grad_input, grad_weight, grad_bias_or_None)``.
 
     ``grad_output`` has the forward output's shape ``(*, out_features)``.
@@ -85,7 +90,7 @@ def linear_backward(grad_output, ctx):
     return grad_input, grad_weight, grad_bias
 
 
-def linear(x, weight, bias=None):
+def linear(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None) -> Array:
     """``x @ weight.T + bias`` (torch.nn.functional.linear); see :func:`linear_forward`."""
     return linear_forward(x, weight, bias)[0]
 
@@ -94,7 +99,7 @@ def _check_p(p):
     return check_number(p, "p", minimum=0.0, maximum=1.0)
 
 
-def dropout_forward(x, p=0.5, training=True):
+def dropout_forward(x: ArrayLike, p: float = 0.5, training: bool = True) -> Tuple[Array, Any]:
     r"""Inverted dropout; returns ``(out, ctx)``.
 
     Forward, in training: each element is kept with probability ``1 - p`` and scaled so
@@ -129,7 +134,7 @@ def dropout_forward(x, p=0.5, training=True):
     return x * scaled_mask, (scaled_mask, x.shape)
 
 
-def dropout_backward(grad_output, ctx):
+def dropout_backward(grad_output: ArrayLike, ctx: Any) -> Array:
     """Gradient of :func:`dropout_forward`: ``grad_output * mask / (1 - p)``."""
     scaled_mask, shape = ctx
     grad_output = as_floating(grad_output, "grad_output", None if scaled_mask is None else scaled_mask.dtype)
@@ -140,6 +145,6 @@ def dropout_backward(grad_output, ctx):
     return grad_output * scaled_mask
 
 
-def dropout(x, p=0.5, training=True):
+def dropout(x: ArrayLike, p: float = 0.5, training: bool = True) -> Array:
     """Inverted dropout (torch.nn.functional.dropout); see :func:`dropout_forward`."""
     return dropout_forward(x, p, training)[0]

@@ -23,11 +23,15 @@ ow \cdot SW - PW + k_w) : 0 \le k_h < KH,\ 0 \le k_w < KW\}`. ``stride`` default
 window holds at least one real element. 3-D input ``(C, H, W)`` is accepted too, as in
 PyTorch, and gives 3-D results.
 """
+from __future__ import annotations
+
 from collections import namedtuple
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._checks import as_floating, check_ndim, check_window_fits, describe, pair, window, window_output_size
+from .._typing import Array, ArrayLike, IntPair
 from ..backends import kernels, threads_for, workspace
 
 __all__ = [
@@ -48,7 +52,7 @@ _AvgPoolCtx = namedtuple("_AvgPoolCtx", "geometry input_shape out_shape dtype ba
 _UnpoolCtx = namedtuple("_UnpoolCtx", "indices input_shape out_shape dtype batched")
 
 
-def _as_images(x, name):
+def _as_images(x: Any, name: str) -> Tuple[np.ndarray, bool]:
     """``x`` as a C-contiguous (N, C, H, W) float array, and whether it came batched."""
     x = as_floating(x, name)
     check_ndim(x, (3, 4), name, "(N, C, H, W) or (C, H, W)")
@@ -57,14 +61,14 @@ def _as_images(x, name):
     return (x, True) if x.ndim == 4 else (x[None], False)
 
 
-def _geometry(x_shape, kernel_size, stride, padding):
+def _geometry(x_shape: Sequence[int], kernel_size: Any, stride: Any, padding: Any) -> Tuple[tuple, Tuple[int, int]]:
     """Validated (KH, KW, SH, SW, PH, PW) and the output size (OH, OW)."""
     kernel, stride, padding = window(kernel_size, stride, padding)
     check_window_fits(x_shape[-2:], kernel, padding)
     return kernel + stride + padding, window_output_size(x_shape[-2:], kernel, stride, padding)
 
 
-def _grad_output(grad_output, ctx, ctx_type, forward):
+def _grad_output(grad_output: Any, ctx: Any, ctx_type: Any, forward: str) -> np.ndarray:
     """grad_output as a C-contiguous 4-D array of the forward's dtype and output shape."""
     if not isinstance(ctx, ctx_type):
         raise TypeError(f"ctx must be the ctx returned by {forward}_forward, got {describe(ctx)}")
@@ -80,13 +84,14 @@ def _threads(*arrays):
     return threads_for(sum(a.size for a in arrays), "pool")
 
 
-def _unbatch(a, batched):
+def _unbatch(a: np.ndarray, batched: bool) -> np.ndarray:
     return a if batched else a[0]
 
 
 # ---- max pooling -------------------------------------------------------------------------
 
-def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
+def max_pool2d_forward(x: ArrayLike, kernel_size: IntPair, stride: Optional[IntPair] = None,
+                       padding: IntPair = 0) -> Tuple[Array, Array, Any]:
     r"""Max pooling, keeping the argmax of each window for the backward pass.
 
     Forward:
@@ -135,7 +140,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0):
     return _unbatch(out, batched), _unbatch(indices.view(), batched), ctx
 
 
-def max_pool2d_backward(grad_output, ctx):
+def max_pool2d_backward(grad_output: ArrayLike, ctx: Any) -> Array:
     """Gradient of :func:`max_pool2d_forward` with respect to ``x`` (formula there).
 
     ``grad_output`` has the forward output's shape; the result has ``x``'s shape and the
@@ -148,7 +153,8 @@ def max_pool2d_backward(grad_output, ctx):
     return _unbatch(grad_input, ctx.batched)
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
+def max_pool2d(x: ArrayLike, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0,
+               return_indices: bool = False) -> Union[Array, Tuple[Array, Array]]:
     """Max pooling as ``torch.nn.functional.max_pool2d``; ``(out, indices)`` with ``return_indices``.
 
     See :func:`max_pool2d_forward` for the formulas, shapes and the tie rule.
@@ -159,7 +165,8 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, return_indices=False):
 
 # ---- average pooling ---------------------------------------------------------------------
 
-def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
+def avg_pool2d_forward(x: ArrayLike, kernel_size: IntPair, stride: Optional[IntPair] = None,
+                       padding: IntPair = 0) -> Tuple[Array, Any]:
     r"""Average pooling; zero padding is counted (PyTorch's ``count_include_pad=True``).
 
     Forward (float32 windows are summed in float64, then rounded):
@@ -195,7 +202,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0):
     return _unbatch(out, batched), _AvgPoolCtx(geometry, x.shape, out.shape, x.dtype, batched)
 
 
-def avg_pool2d_backward(grad_output, ctx):
+def avg_pool2d_backward(grad_output: ArrayLike, ctx: Any) -> Array:
     """Gradient of :func:`avg_pool2d_forward` with respect to ``x`` (formula there)."""
     g = _grad_output(grad_output, ctx, _AvgPoolCtx, "avg_pool2d")
     grad_input = workspace.empty(ctx.input_shape, ctx.dtype)
@@ -204,7 +211,7 @@ def avg_pool2d_backward(grad_output, ctx):
     return _unbatch(grad_input, ctx.batched)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
+def avg_pool2d(x: ArrayLike, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0) -> Array:
     """Average pooling as ``torch.nn.functional.avg_pool2d`` (padding counted in the mean)."""
     return avg_pool2d_forward(x, kernel_size, stride, padding)[0]
 
@@ -239,7 +246,8 @@ def _unpool_size(x_shape, kernel_size, stride, padding, output_size):
     return size
 
 
-def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+def max_unpool2d_forward(x: ArrayLike, indices: ArrayLike, kernel_size: IntPair, stride: Optional[IntPair] = None,
+                         padding: IntPair = 0, output_size: Optional[Sequence[int]] = None) -> Tuple[Array, Any]:
     r"""Max unpooling: put each value back where :func:`max_pool2d` found it, zeros elsewhere.
 
     Forward (``indices`` as returned by max pooling: flat positions in each output plane;
@@ -296,7 +304,7 @@ def max_unpool2d_forward(x, indices, kernel_size, stride=None, padding=0, output
     return _unbatch(out, batched), _UnpoolCtx(indices, x.shape, out.shape, x.dtype, batched)
 
 
-def max_unpool2d_backward(grad_output, ctx):
+def max_unpool2d_backward(grad_output: ArrayLike, ctx: Any) -> Array:
     """Gradient of :func:`max_unpool2d_forward` with respect to ``x`` (formula there)."""
     g = _grad_output(grad_output, ctx, _UnpoolCtx, "max_unpool2d")
     grad_input = np.empty(ctx.input_shape, dtype=ctx.dtype)
@@ -305,6 +313,7 @@ def max_unpool2d_backward(grad_output, ctx):
     return _unbatch(grad_input, ctx.batched)
 
 
-def max_unpool2d(x, indices, kernel_size, stride=None, padding=0, output_size=None):
+def max_unpool2d(x: ArrayLike, indices: ArrayLike, kernel_size: IntPair, stride: Optional[IntPair] = None,
+                 padding: IntPair = 0, output_size: Optional[Sequence[int]] = None) -> Array:
     """Max unpooling as ``torch.nn.functional.max_unpool2d``; see :func:`max_unpool2d_forward`."""
     return max_unpool2d_forward(x, indices, kernel_size, stride, padding, output_size)[0]

@@ -101,7 +101,7 @@ class Linear(Module):
         grad_output, ctx = self._saved_for_backward(grad_output)
         grad_input, grad_weight, grad_bias = F.linear_backward(grad_output, ctx)
         self.weight.accumulate_grad(grad_weight)
-        if self.bias is not None:
+        if self.bias is not None and grad_bias is not None:
             self.bias.accumulate_grad(grad_bias)
         return grad_input
 

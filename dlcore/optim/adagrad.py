@@ -1,5 +1,5 @@
 """Adagrad: per-coordinate learning rates from the sum of squared gradients."""
-from .optimizer import Optimizer, _buffer, check_hyper, nonnegative
+from .optimizer import Params, Optimizer, _buffer, check_hyper, nonnegative
 
 
 class Adagrad(Optimizer):
@@ -35,8 +35,8 @@ class Adagrad(Optimizer):
     # buffers a non-empty state must hold
     _state_keys = {"step": None, "sum": None}
 
-    def __init__(self, params, lr=0.01, lr_decay=0, weight_decay=0, eps=1e-10, *,
-                 initial_accumulator_value=0, l1_decay=0):
+    def __init__(self, params: Params, lr: float = 0.01, lr_decay: float = 0, weight_decay: float = 0,
+                 eps: float = 1e-10, *, initial_accumulator_value: float = 0, l1_decay: float = 0) -> None:
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
                         initial_accumulator_value=initial_accumulator_value, l1_decay=l1_decay)
         super().__init__(params, defaults)

@@ -1,5 +1,7 @@
 """Adam and AdamW: momentum plus RMSprop scaling, with bias correction."""
-from .optimizer import Optimizer, _buffer, check_hyper, empty, nonnegative
+from typing import Tuple
+
+from .optimizer import Params, Optimizer, _buffer, check_hyper, empty, nonnegative
 
 
 def _unit_interval(value):
@@ -47,8 +49,8 @@ class Adam(Optimizer):
     # buffers a non-empty state must hold (None: always; else the group option enabling it)
     _state_keys = {"step": None, "exp_avg": None, "exp_avg_sq": None, "max_exp_avg_sq": "amsgrad"}
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False,
-                 *, l1_decay=0):
+    def __init__(self, params: Params, lr: float = 0.001, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0, amsgrad: bool = False, *, l1_decay: float = 0) -> None:
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         l1_decay=l1_decay)
         super().__init__(params, defaults)
@@ -95,7 +97,7 @@ class AdamW(Adam):
 
     _kernel = "adamw_step"
 
-    def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False,
-                 *, l1_decay=0):
+    def __init__(self, params: Params, lr: float = 0.001, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01, amsgrad: bool = False, *, l1_decay: float = 0) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          l1_decay=l1_decay)

@@ -13,6 +13,7 @@ The formulas are torch's recursive ones, operation for operation, so the sequenc
 learning rates are the same floats as torch's.
 """
 import math
+from typing import Any, Dict, List
 
 from .._checks import check_int, describe
 from .optimizer import Optimizer, _check_real
@@ -27,7 +28,7 @@ class LRScheduler:
     performs the initial step (epoch 0), as torch does.
     """
 
-    def __init__(self, optimizer, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a dlcore.optim.Optimizer, got {describe(optimizer)}")
         last_epoch = check_int(last_epoch, "last_epoch", minimum=-1)
@@ -46,11 +47,11 @@ class LRScheduler:
         self.step()
         self._is_initial = False
 
-    def get_lr(self):
+    def get_lr(self) -> List[float]:
         """The learning rates for the epoch ``last_epoch`` (called by ``step``)."""
         raise NotImplementedError
 
-    def step(self):
+    def step(self) -> None:
         """Advance one epoch and write the new learning rates into the optimizer."""
         self._step_count += 1
         self.last_epoch += 1
@@ -58,15 +59,15 @@ class LRScheduler:
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> List[float]:
         """The learning rates set by the most recent ``step()`` (one per group)."""
         return list(self._last_lr)
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """Everything but the optimizer, as a dict that ``dlcore.save`` can store."""
         return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items() if k != "optimizer"}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"state_dict must be a dict, got {describe(state_dict)}")
@@ -88,12 +89,12 @@ class StepLR(LRScheduler):
         last_epoch (int): the last epoch seen, -1 to start (default -1).
     """
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
         self.step_size = check_int(step_size, "step_size", minimum=1)
         self.gamma = _check_real(gamma, "gamma")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> List[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
@@ -108,11 +109,11 @@ class ExponentialLR(LRScheduler):
         last_epoch (int): the last epoch seen, -1 to start (default -1).
     """
 
-    def __init__(self, optimizer, gamma, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = _check_real(gamma, "gamma")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> List[float]:
         if self._is_initial:
             return self._current()
         return [lr * self.gamma for lr in self._current()]
@@ -141,12 +142,12 @@ class CosineAnnealingLR(LRScheduler):
         last_epoch (int): the last epoch seen, -1 to start (default -1).
     """
 
-    def __init__(self, optimizer, T_max, eta_min=0, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0, last_epoch: int = -1) -> None:
         self.T_max = check_int(T_max, "T_max", minimum=1)
         self.eta_min = _check_real(eta_min, "eta_min")
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> List[float]:
         if self._is_initial:
             return self._current()
         if self._step_count == 1 and self.last_epoch > 0:  # resuming: the closed form

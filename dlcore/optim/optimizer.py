@@ -8,12 +8,16 @@ its gradient and its state arrays, in place: the class keeps the state, the kern
 the math (torch's split between ``torch.optim.Adam`` and ``torch.optim._functional``).
 """
 import numbers
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import numpy as np
 
 from .._checks import FLOAT_DTYPES, describe
 from ..backends import kernel_threads, kernels
 from ..nn.module import Parameter
+
+#: What an optimizer takes: Parameters (``model.parameters()``) or param-group dicts.
+Params = Union[Iterable[Parameter], Iterable[Dict[str, Any]]]
 
 # Passed for state a configuration does not use (no momentum, no amsgrad, ...): kernels
 # never read it. One per dtype so the compiled kernel's fused dtype still matches.
@@ -60,16 +64,16 @@ class Optimizer:
     gradient becomes ``grad + l1_decay * sign(w)`` (a subgradient; 0 at ``w = 0``).
     """
 
-    def __init__(self, params, defaults):
+    def __init__(self, params: Params, defaults: Dict[str, Any]) -> None:
         self.defaults = dict(defaults)
-        self.state = {}
-        self.param_groups = []
+        self.state: Dict[Parameter, Dict[str, Any]] = {}
+        self.param_groups: List[Dict[str, Any]] = []
         if isinstance(params, (Parameter, np.ndarray, dict, str)) or not hasattr(params, "__iter__"):
             raise TypeError(
                 "params must be an iterable of Parameters or of param-group dicts, "
                 f"got {describe(params)}"
             )
-        groups = list(params)
+        groups: List[Any] = list(params)
         if not groups:
             raise ValueError("optimizer got an empty parameter list")
         if not isinstance(groups[0], dict):
@@ -83,7 +87,7 @@ class Optimizer:
         check_hyper(group["lr"], "lr", nonnegative, "learning rate")
         check_hyper(group["l1_decay"], "l1_decay", nonnegative)
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """Add a group: a dict with ``"params"`` and optional hyperparameters."""
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {describe(param_group)}")
@@ -116,24 +120,24 @@ class Optimizer:
         """Hook for optimizers whose state exists before the first step (Adagrad)."""
 
     @property
-    def lr(self):
+    def lr(self) -> float:
         """The learning rate of the first group; assigning sets every group's ``"lr"``."""
         return self.param_groups[0]["lr"]
 
     @lr.setter
-    def lr(self, value):
+    def lr(self, value: float) -> None:
         check_hyper(value, "lr", nonnegative, "learning rate")
         for group in self.param_groups:
             group["lr"] = value
 
     # ---- the update -------------------------------------------------------------------
-    def zero_grad(self, set_to_none=False):
+    def zero_grad(self, set_to_none: bool = False) -> None:
         """Set every parameter's ``.grad`` to zeros of its shape (``None`` with ``set_to_none``)."""
         for group in self.param_groups:
             for p in group["params"]:
                 p.grad = None if set_to_none else np.zeros_like(p.data)
 
-    def step(self, closure=None):
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """One update of every parameter whose ``.grad`` is not None (others are skipped).
 
         ``closure``, if given, is called first and its value (the loss) returned, as in torch.
@@ -153,14 +157,14 @@ class Optimizer:
         raise NotImplementedError
 
     # ---- state_dict -------------------------------------------------------------------
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         """The optimizer's state as a nested dict that :func:`dlcore.save` can store.
 
         ``{"state": {"0": {"step": 3, "exp_avg": array, ...}, ...},
         "param_groups": [{"lr": ..., ..., "params": [0, 1, ...]}, ...]}``: parameters are
         numbered in group order, state keys are those numbers as strings, arrays are copies.
         """
-        index = {}
+        index: Dict[int, int] = {}
         groups = []
         for group in self.param_groups:
             packed = {k: _plain(v) for k, v in group.items() if k != "params"}
@@ -175,7 +179,7 @@ class Optimizer:
                     }
         return {"state": state, "param_groups": groups}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restore hyperparameters (``lr`` included) and per-parameter state.
 
         ``state_dict`` comes from :meth:`state_dict` (possibly through ``dlcore.save`` and

@@ -1,5 +1,5 @@
 """RMSprop: gradients divided by a running root mean square."""
-from .optimizer import Optimizer, _buffer, check_hyper, empty, nonnegative
+from .optimizer import Params, Optimizer, _buffer, check_hyper, empty, nonnegative
 
 
 class RMSprop(Optimizer):
@@ -46,8 +46,8 @@ class RMSprop(Optimizer):
     # buffers a non-empty state must hold (None: always; else the group option enabling it)
     _state_keys = {"step": None, "square_avg": None, "momentum_buffer": "momentum", "grad_avg": "centered"}
 
-    def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
-                 *, l1_decay=0):
+    def __init__(self, params: Params, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0, momentum: float = 0, centered: bool = False, *, l1_decay: float = 0) -> None:
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered, l1_decay=l1_decay)
         super().__init__(params, defaults)

@@ -1,5 +1,5 @@
 """Stochastic gradient descent, with momentum and Nesterov momentum."""
-from .optimizer import Optimizer, _buffer, check_hyper, empty, nonnegative
+from .optimizer import Params, Optimizer, _buffer, check_hyper, empty, nonnegative
 
 
 class SGD(Optimizer):
@@ -44,7 +44,8 @@ class SGD(Optimizer):
         >>> opt.zero_grad(); loss_fn.backward(); model.backward(...); opt.step()  # doctest: +SKIP
     """
 
-    def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, l1_decay=0):
+    def __init__(self, params: Params, lr: float, momentum: float = 0, dampening: float = 0, weight_decay: float = 0,
+                 nesterov: bool = False, *, l1_decay: float = 0) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, l1_decay=l1_decay)
         super().__init__(params, defaults)

@@ -4,10 +4,18 @@ Each hook receives the trainer; ``trainer.stop_training = True`` ends training a
 current batch or epoch, and ``trainer.model`` / ``trainer.optimizer`` are the objects
 being trained.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Union
 import os
 
 from .._checks import check_int, check_number
+
+if TYPE_CHECKING:
+    from ..nn import Module
+    from ..optim.optimizer import Optimizer
+    from .loop import Trainer
 
 __all__ = ["Callback", "EarlyStopping", "LambdaCallback", "ModelCheckpoint", "TerminateOnNaN", "load_checkpoint"]
 
@@ -16,27 +24,29 @@ class Callback:
     """Hooks the Trainer calls; override the ones you need. ``trainer.stop_training = True``
     ends training after the current batch/epoch. Epochs and batches are 1-based."""
 
-    def on_train_begin(self, trainer):
+    def on_train_begin(self, trainer: Trainer) -> None:
         pass
 
-    def on_epoch_begin(self, trainer, epoch):
+    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None:
         pass
 
-    def on_batch_end(self, trainer, epoch, batch, logs):
+    def on_batch_end(self, trainer: Trainer, epoch: int, batch: int, logs: Dict[str, float]) -> None:
         pass
 
-    def on_epoch_end(self, trainer, epoch, logs):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: Dict[str, float]) -> None:
         pass
 
-    def on_train_end(self, trainer):
+    def on_train_end(self, trainer: Trainer) -> None:
         pass
 
 
 class LambdaCallback(Callback):
     """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda t, e, logs: ...)``."""
 
-    def __init__(self, on_train_begin=None, on_epoch_begin=None, on_batch_end=None,
-                 on_epoch_end=None, on_train_end=None):
+    def __init__(self, on_train_begin: Optional[Callable[..., Any]] = None,
+                 on_epoch_begin: Optional[Callable[..., Any]] = None, on_batch_end: Optional[Callable[..., Any]] = None,
+                 on_epoch_end: Optional[Callable[..., Any]] = None,
+                 on_train_end: Optional[Callable[..., Any]] = None) -> None:
         for name, fn in list(locals().items()):
             if name != "self" and fn is not None:
                 setattr(self, name, fn)
@@ -78,8 +88,9 @@ class EarlyStopping(Callback):
     Attributes: ``best``, ``best_epoch``, ``stopped_epoch`` (0 if it never stopped training).
     """
 
-    def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, restore_best_weights=True,
-                 mode="auto", verbose=True):
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best_weights: bool = True,
+                 mode: str = "auto", verbose: bool = True) -> None:
         self.monitor = str(monitor)
         self.patience = check_int(patience, "patience", 0)
         self.min_delta = abs(check_number(min_delta, "min_delta"))
@@ -139,15 +150,16 @@ class ModelCheckpoint(Callback):
         save_optimizer (bool): include ``optimizer.state_dict()``.
     """
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
-                 save_optimizer=False, verbose=False):
+    def __init__(self, path: Union[str, os.PathLike], monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto",
+                 save_optimizer: bool = False, verbose: bool = False) -> None:
         self.path = os.fspath(path)
         self.monitor = str(monitor)
         self.save_best_only = bool(save_best_only)
         self.mode = _resolve_mode(mode, self.monitor)
         self.save_optimizer = bool(save_optimizer)
         self.verbose = bool(verbose)
-        self.saved = []
+        self.saved: List[str] = []
 
     def on_train_begin(self, trainer):
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -175,7 +187,7 @@ class ModelCheckpoint(Callback):
             trainer._message(f"ModelCheckpoint: saved epoch {epoch} to {path}")
 
 
-def load_checkpoint(path, model, optimizer=None):
+def load_checkpoint(path: Union[str, os.PathLike], model: Module, optimizer: Optional[Optimizer] = None) -> dict:
     """Load a :class:`ModelCheckpoint` file into ``model`` (and ``optimizer``); returns its dict."""
     from ..serialization import load
 

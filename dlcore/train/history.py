@@ -1,5 +1,8 @@
 """History: the per-epoch metrics of one ``fit``."""
+from __future__ import annotations
+
 import math
+from typing import Any, Dict, KeysView, List, Optional, Sequence
 
 import numpy as np
 
@@ -16,11 +19,11 @@ class History:
         epoch (list): epoch numbers (1-based).
     """
 
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
+    def __init__(self) -> None:
+        self.history: Dict[str, List[float]] = {}
+        self.epoch: List[int] = []
 
-    def append(self, epoch, logs):
+    def append(self, epoch: int, logs: Dict[str, float]) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
             column = self.history.setdefault(key, [math.nan] * (len(self.epoch) - 1))
@@ -29,28 +32,28 @@ class History:
             if len(column) < len(self.epoch):
                 column.append(math.nan)
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> List[float]:
         if key not in self.history:
             raise KeyError(f"no metric {key!r} in this History; it has {sorted(self.history)}")
         return self.history[key]
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         return key in self.history
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.epoch)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         return self.history.keys()
 
-    def last(self):
+    def last(self) -> Dict[str, float]:
         """The logs of the last epoch as a dict."""
         return {k: v[-1] for k, v in self.history.items()} if self.epoch else {}
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, metrics={sorted(self.history)})"
 
-    def plot(self, keys=None, path=None, ax=None):
+    def plot(self, keys: Optional[Sequence[str]] = None, path: Optional[str] = None, ax: Any = None) -> Any:
         """Plot metrics against epochs (needs matplotlib): losses on the left axes,
         accuracies on the right. Saves to ``path`` when given; returns the figure."""
         try:

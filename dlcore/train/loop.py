@@ -27,7 +27,10 @@ scores ``(N, C)`` against int labels, ``"logit"`` (a positive logit means class 
 ``"probability"`` (above 0.5 means class 1), a function ``(out, y) -> number correct``, or
 None; ``"auto"`` takes the rule listed for the loss's class and none for other losses.
 """
+from __future__ import annotations
+
 import inspect
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, TextIO, Tuple, Union
 import math
 import sys
 import time
@@ -35,11 +38,19 @@ import time
 import numpy as np
 
 from .._checks import check_int, check_number, describe
+from .._typing import ArrayLike
 from ..data import DataLoader
 from ._blas import blas_limit
 from .callbacks import Callback
 from .history import History
 from .progress import ProgressBar, close_epoch_bar, end_bar_line
+
+if TYPE_CHECKING:
+    from ..nn import Module
+    from ..optim.optimizer import Optimizer
+
+#: ``accuracy=``: a rule's name, a function ``(outputs, targets) -> number right``, or None.
+Accuracy = Union[str, Callable[[np.ndarray, np.ndarray], int], None]
 
 __all__ = ["ACCURACY_RULES", "Trainer", "evaluate", "fit", "penalize_weights", "predict"]
 
@@ -95,7 +106,7 @@ def _is_weight(param):
     return param.ndim >= 2
 
 
-def penalize_weights(optimizer, l1=0.0, l2=0.0):
+def penalize_weights(optimizer: Optimizer, l1: float = 0.0, l2: float = 0.0) -> Optimizer:
     """Add an L1/L2 penalty on the weights (parameters of two or more dimensions) to ``optimizer``.
 
     Each parameter group is split: its weights move into a copy of the group with
@@ -168,8 +179,10 @@ class Trainer:
         trainer.evaluate(X_test, y_test)      # {'loss': ..., 'accuracy': ...}
     """
 
-    def __init__(self, model, loss_fn=None, optimizer=None, callbacks=(), scheduler=None,
-                 l1=0.0, l2=0.0, progress=True, stream=None, blas_threads="auto", accuracy="auto"):
+    def __init__(self, model: Module, loss_fn: Optional[Module] = None, optimizer: Optional[Optimizer] = None,
+                 callbacks: Sequence[Callback] = (), scheduler: Any = None, l1: float = 0.0, l2: float = 0.0,
+                 progress: bool = True, stream: Optional[TextIO] = None,
+                 blas_threads: Union[int, str, None] = "auto", accuracy: Accuracy = "auto") -> None:
         from .. import nn, optim
 
         if not isinstance(model, nn.Module):
@@ -218,20 +231,22 @@ class Trainer:
                 value += self.l1 * float(np.sum(np.abs(p.data)))
         return value
 
-    def train_step(self, xb, yb):
+    def train_step(self, xb: np.ndarray, yb: np.ndarray) -> Tuple[float, Any]:
         """One optimization step on one batch; returns ``(loss, outputs)``."""
         self.optimizer.zero_grad()
         out = self.model(xb)
         loss = float(self.loss_fn(out, yb))
-        grad = self.loss_fn.backward()
+        grad = self.loss_fn.backward(None)  # None: the loss's default upstream gradient (1)
         self.model.backward(grad)
         loss += self._penalty()      # before the step: the penalty of the weights the gradient saw
         self.optimizer.step()
         return loss, out
 
     # ---- public API ----------------------------------------------------------------------
-    def fit(self, X, y=None, epochs=10, batch_size=32, validation_data=None, validation_split=0.0,
-            shuffle=True, seed=None, transform=None, progress=None):
+    def fit(self, X: ArrayLike, y: Optional[ArrayLike] = None, epochs: int = 10, batch_size: int = 32,
+            validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None, validation_split: float = 0.0,
+            shuffle: bool = True, seed: Optional[int] = None, transform: Optional[Callable[..., Any]] = None,
+            progress: Optional[bool] = None) -> History:
         """Train for ``epochs`` passes over ``(X, y)``; returns the :class:`History`.
 
         Args:
@@ -332,22 +347,22 @@ class Trainer:
         close_epoch_bar(bar, logs, seen)
         return logs
 
-    def evaluate(self, X, y, batch_size=256):
+    def evaluate(self, X: ArrayLike, y: ArrayLike, batch_size: int = 256) -> Dict[str, float]:
         """Mean loss (and accuracy when computed) on ``(X, y)``: :func:`evaluate` with this
         trainer's model, loss, accuracy rule and BLAS setting."""
         return evaluate(self.model, X, y, self.loss_fn, batch_size, accuracy=self.accuracy,
                         blas_threads=self.blas_threads)
 
-    def predict(self, X, batch_size=256):
+    def predict(self, X: ArrayLike, batch_size: int = 256) -> np.ndarray:
         """The model's outputs for ``X`` (eval mode), computed in batches and concatenated."""
         return predict(self.model, X, batch_size)
 
-    def predict_classes(self, X, batch_size=256):
+    def predict_classes(self, X: ArrayLike, batch_size: int = 256) -> np.ndarray:
         """``argmax`` of the outputs: predicted class indices (N,)."""
         return np.argmax(self.predict(X, batch_size), axis=1)
 
 
-def predict(model, X, batch_size=256):
+def predict(model: Module, X: ArrayLike, batch_size: int = 256) -> np.ndarray:
     """Outputs of ``model`` on ``X`` in eval mode, batch by batch."""
     batch_size = check_int(batch_size, "batch_size", 1)
     X = np.asarray(X)
@@ -361,7 +376,8 @@ def predict(model, X, batch_size=256):
     return np.concatenate(outs, axis=0) if outs else np.empty((0,))
 
 
-def evaluate(model, X, y, loss_fn=None, batch_size=256, accuracy="auto", blas_threads="auto"):
+def evaluate(model: Module, X: ArrayLike, y: ArrayLike, loss_fn: Optional[Module] = None, batch_size: int = 256,
+             accuracy: Accuracy = "auto", blas_threads: Union[int, str, None] = "auto") -> Dict[str, float]:
     """Mean loss (and accuracy, see :class:`Trainer`'s ``accuracy``) of ``model`` on ``(X, y)``.
 
     Runs in eval mode, batch by batch, without touching the parameters; the model's mode
@@ -398,7 +414,8 @@ def evaluate(model, X, y, loss_fn=None, batch_size=256, accuracy="auto", blas_th
     return result
 
 
-def fit(model, X, y, loss_fn=None, optimizer=None, epochs=10, batch_size=32, **kwargs):
+def fit(model: Module, X: ArrayLike, y: ArrayLike, loss_fn: Optional[Module] = None,
+        optimizer: Optional[Optimizer] = None, epochs: int = 10, batch_size: int = 32, **kwargs: Any) -> History:
     """Shorthand: ``Trainer(model, loss_fn, optimizer, ...).fit(X, y, epochs, batch_size, ...)``.
 
     Every other keyword goes to :class:`Trainer` or to :meth:`Trainer.fit`, whichever

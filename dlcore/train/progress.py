@@ -1,6 +1,9 @@
 """The per-batch progress display of :class:`~dlcore.train.Trainer`."""
+from __future__ import annotations
+
 import shutil
 import sys
+from typing import Any, Optional, TextIO
 import time
 
 __all__ = ["ProgressBar", "close_epoch_bar", "end_bar_line"]
@@ -9,7 +12,7 @@ __all__ = ["ProgressBar", "close_epoch_bar", "end_bar_line"]
 class ProgressBar:
     """A per-batch progress bar: tqdm when installed, else one updating plain-text line."""
 
-    def __init__(self, total, desc, enabled, stream=None):
+    def __init__(self, total: int, desc: str, enabled: bool, stream: Optional[TextIO] = None) -> None:
         self.enabled = enabled
         self.total = total
         self.desc = desc
@@ -28,7 +31,7 @@ class ProgressBar:
         except ImportError:
             self.bar = None
 
-    def update(self, postfix):
+    def update(self, postfix: str) -> None:
         self.count += 1
         if not self.enabled:
             return
@@ -46,12 +49,12 @@ class ProgressBar:
             self.stream.write(f"\r{self.desc} [{bar}] {self.count}/{self.total} {postfix}")
             self.stream.flush()
 
-    def close(self, postfix=None):
+    def close(self, postfix: Optional[str] = None) -> None:
         if self.enabled:
             self._close(postfix)
         self.closed = True  # last: a Ctrl-C inside _close leaves it False (see end_bar_line)
 
-    def _close(self, postfix):
+    def _close(self, postfix: Optional[str]) -> None:
         if self.bar is not None:
             if postfix:
                 self.bar.set_postfix_str(postfix, refresh=True)
