@@ -1,4 +1,4 @@
-"""A denoising diffusion model (DDPM) on the bundled digits at 16x16, with the compiled kernels.
+"""A denoising diffusion model (DDPM) on the bundled digits (8x8, or 16x16), with the compiled kernels.
 
 The forward process adds Gaussian noise in T = 1000 steps (Ho et al.'s linear schedule,
 β from 1e-4 to 0.02); a small U-Net learns ε_θ(x_t, t), the noise in x_t, by the
@@ -10,7 +10,7 @@ Saves examples/output/diffusion_samples.png (100 samples), diffusion_forward.png
 for a few training digits) and diffusion_reverse.png (x_T → x_0 by ancestral sampling),
 and ends with one summary line (digits FID against held-out digits, see dlcore.metrics_fid).
 
-Run: python examples/diffusion_digits.py [--steps 1500] [--channels 16]
+Run: python examples/diffusion_digits.py [--steps 2000] [--size 8] [--channels 16]
 """
 import argparse
 import os
@@ -26,7 +26,8 @@ from dlcore.train import blas_limit
 from _digits_common import OUTPUT, Timer, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--steps", type=int, default=1500, help="training steps (batches of 64)")
+parser.add_argument("--steps", type=int, default=2000, help="training steps (batches of 64)")
+parser.add_argument("--size", type=int, default=8, help="image side: 8 (the digits' own), or 16 (4x the work)")
 parser.add_argument("--channels", type=int, default=16, help="U-Net width C (2C at half resolution)")
 parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
 parser.add_argument("--ddim-steps", type=int, default=50)
@@ -35,9 +36,10 @@ args = parser.parse_args()
 timer = Timer()
 print("backend:", dlcore.get_backend(), "| threads:", dlcore.get_num_threads())
 # the judge: a LeNet-5 trained on the training split (cached); FID against the held-out digits
-judge = DigitsFID(size=16, cache=os.path.join(OUTPUT, "judge_16.npz"))
+judge = DigitsFID(size=args.size, cache=os.path.join(OUTPUT, f"judge_{args.size}.npz"))
 print(f"judge: LeNet-5 test accuracy {judge.accuracy:.3f} ({timer():.0f} s)")
-X0 = judge.X_train * 2 - 1                           # (1347, 1, 16, 16) in [-1, 1]
+X0 = judge.X_train * 2 - 1                           # (1347, 1, size, size) in [-1, 1]
+S = args.size
 
 dlcore.manual_seed(0)
 rng = np.random.default_rng(0)
@@ -74,22 +76,22 @@ with blas_limit("auto"):
     ks = [0, 50, 100, 200, 300, 400, 500, 600, 700, 800, 1000]
     x = X0[:6]
     strip = [x if k == 0 else diffusion.q_sample(x, k - 1, rng=rng) for k in ks]
-    strip = np.stack(strip, axis=1).reshape(-1, 1, 16, 16)
-    save_grid((strip + 1) / 2, "diffusion_forward.png", nrow=len(ks), zoom=3)
+    strip = np.stack(strip, axis=1).reshape(-1, 1, S, S)
+    save_grid((strip + 1) / 2, "diffusion_forward.png", nrow=len(ks), zoom=48 // S)
 
     # reverse process: ancestral sampling over all 1000 steps, recorded at the same steps
     keys = ks[::-1]
-    _, record = diffusion.ddpm_sample(model, (6, 1, 16, 16), rng=rng, keep=keys)
-    strip = np.stack([record[k] for k in keys], axis=1).reshape(-1, 1, 16, 16)
-    save_grid((strip + 1) / 2, "diffusion_reverse.png", nrow=len(keys), zoom=3)
+    _, record = diffusion.ddpm_sample(model, (6, 1, S, S), rng=rng, keep=keys)
+    strip = np.stack([record[k] for k in keys], axis=1).reshape(-1, 1, S, S)
+    save_grid((strip + 1) / 2, "diffusion_reverse.png", nrow=len(keys), zoom=48 // S)
 
     # samples for the FID: DDIM, deterministic given x_T
     samples = []
     for i in range(0, args.samples, 250):
         n = min(250, args.samples - i)
-        samples.append(diffusion.ddim_sample(model, (n, 1, 16, 16), steps=args.ddim_steps, rng=rng))
+        samples.append(diffusion.ddim_sample(model, (n, 1, S, S), steps=args.ddim_steps, rng=rng))
     samples = (np.concatenate(samples) + 1) / 2
-save_grid(samples[:100], "diffusion_samples.png", nrow=10, zoom=3)
+save_grid(samples[:100], "diffusion_samples.png", nrow=10, zoom=48 // S)
 
 print(f"training {train_time:.0f} s, total {timer():.0f} s")
 print(judge.summary(samples))
