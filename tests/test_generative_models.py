@@ -9,7 +9,7 @@ from dlcore.metrics import frechet_distance
 from dlcore.metrics_fid import pixel_gaussian_samples, trace_sqrt_product
 from dlcore.models import VAE, DCGANDiscriminator, DCGANGenerator, GaussianKL, Reparameterize, gan_train_step
 
-from conftest import requires_torch, torch
+from helpers import requires_torch, torch
 
 
 # ------------------------------------------------------------------------------------ VAE

@@ -22,7 +22,7 @@ def _import_onnx():
         import onnx
     except ImportError:
         raise ImportError("dlcore.export.to_onnx needs the onnx package: "
-                          "pip install onnx (or pip install dlcore[export])") from None
+                          "pip install onnx onnxruntime (or, from a dlcore source checkout, pip install '.[export]')") from None
     return onnx
 
 
@@ -161,7 +161,7 @@ def to_onnx(model, sample_input, path):
         {"input": x})[0]``.
 
     Raises:
-        ImportError: the ``onnx`` package is missing (``pip install dlcore[export]``).
+        ImportError: the ``onnx`` package is missing (``pip install onnx onnxruntime``).
         TypeError: a layer has no ONNX translation here (the message names it and its path).
     """
     onnx = _import_onnx()

@@ -4,20 +4,24 @@ Task: write ``conv2d_forward`` below so that it computes, for every image n, out
 channel f and output position (i, j)::
 
     out[n, f, i, j] = bias[f] + sum over c, kh, kw of
-                      weight[f, c, kh, kw] * xpad[n, c, i*stride_h + kh, j*stride_w + kw]
+                      weight[f, c, kh, kw] * xpad[n, g*Cg + c, i*stride_h + kh*dilation_h,
+                                                           j*stride_w + kw*dilation_w]
 
 where ``xpad`` is ``x`` with ``pad_h`` rows of zeros above and below and ``pad_w`` columns
-of zeros left and right (``np.pad``). Loop over n, f, i and j; the sum over a window can
-be one ``np.sum`` of a product. Write the result into ``out`` (``out[...] = ...`` or item
+of zeros left and right (``np.pad``), ``Cg = C // groups`` input channels per group and
+``g = f // (F // groups)`` the group of output channel f (with groups=1 and dilation 1,
+the textbook formula). Loop over n, f, i and j; the window is one slice with a step,
+``xpad[n, g*Cg:(g+1)*Cg, top:top + dilation_h*(KH-1) + 1:dilation_h, ...]``, and its sum
+one ``np.sum`` of a product. Write the result into ``out`` (``out[...] = ...`` or item
 by item) -- do not rebind ``out``, the caller reads the array it passed.
 
 Arguments (the contract of every dlcore kernel: see dlcore/backends/numpy_kernels/conv.py)
     x        (N, C, H, W) input, float32 or float64
-    weight   (F, C, KH, KW)
+    weight   (F, C // groups, KH, KW)
     bias     (F,) or None (no bias: add nothing)
-    out      (N, F, OH, OW), with OH = (H + 2*pad_h - KH) // stride_h + 1 (OW alike)
-    cols     scratch kept for the backward pass; filled for you by ``keep_columns`` below
-    stride_h, stride_w, pad_h, pad_w: ints;  n_threads: ignore it
+    out      (N, F, OH, OW), OH = (H + 2*pad_h - dilation_h*(KH-1) - 1) // stride_h + 1 (OW alike)
+    stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w, groups: ints
+    n_threads: ignore it
 
 Check your work (it prints a table and says what is wrong)::
 
@@ -29,19 +33,9 @@ compare ``ms/call`` with the compiled kernel's: that gap is what im2col + GEMM b
 """
 import numpy as np
 
-from dlcore import functional as F
 
-
-def keep_columns(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
-    """Given: the backward pass reuses the im2col columns the forward pass leaves in ``cols``
-    (a (C*KH*KW, N*OH*OW) array, or None when the caller did not ask for them)."""
-    if cols is not None:
-        unfolded = F.unfold(x, (kernel_h, kernel_w), (stride_h, stride_w), (pad_h, pad_w))  # (N, K, L)
-        cols[...] = unfolded.transpose(1, 0, 2).reshape(cols.shape)
-
-
-def conv2d_forward(x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads):
-    keep_columns(x, cols, weight.shape[2], weight.shape[3], stride_h, stride_w, pad_h, pad_w)
+def conv2d_forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                   groups, n_threads):
     # YOUR CODE HERE: fill out[n, f, i, j] with four loops (see the module docstring).
     raise NotImplementedError("exercise 1: conv2d_forward is not written yet -- "
                               "see the docstring of examples/exercises/conv2d_naive.py")

@@ -1,25 +1,21 @@
 """Reference solution of exercise 1 (examples/exercises/conv2d_naive.py): naive loops."""
 import numpy as np
 
-from dlcore import functional as F
 
-
-def keep_columns(x, cols, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
-    if cols is not None:
-        unfolded = F.unfold(x, (kernel_h, kernel_w), (stride_h, stride_w), (pad_h, pad_w))
-        cols[...] = unfolded.transpose(1, 0, 2).reshape(cols.shape)
-
-
-def conv2d_forward(x, weight, bias, out, cols, stride_h, stride_w, pad_h, pad_w, n_threads):
-    keep_columns(x, cols, weight.shape[2], weight.shape[3], stride_h, stride_w, pad_h, pad_w)
+def conv2d_forward(x, weight, bias, out, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                   groups, n_threads):
     N, F_out, OH, OW = out.shape
-    KH, KW = weight.shape[2:]
+    Cg, KH, KW = weight.shape[1:]
+    span_h, span_w = dilation_h * (KH - 1) + 1, dilation_w * (KW - 1) + 1  # a window's extent
     xpad = np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
     for n in range(N):
         for f in range(F_out):
+            g = f // (F_out // groups)
+            channels = xpad[n, g * Cg:(g + 1) * Cg]
             for i in range(OH):
                 for j in range(OW):
-                    window = xpad[n, :, i * stride_h:i * stride_h + KH, j * stride_w:j * stride_w + KW]
+                    top, left = i * stride_h, j * stride_w
+                    window = channels[:, top:top + span_h:dilation_h, left:left + span_w:dilation_w]
                     out[n, f, i, j] = np.sum(window * weight[f])
             if bias is not None:
                 out[n, f] += bias[f]
