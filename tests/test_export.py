@@ -134,3 +134,56 @@ def test_upsample_exports_to_torch_and_onnx(tmp_path):
     to_onnx(model, x, tmp_path / "up.onnx")
     got = ort.InferenceSession(str(tmp_path / "up.onnx")).run(None, {"input": x})[0]
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def dcgan():
+    """(name, model, input) for DCGAN's generator and discriminator (small widths)."""
+    dlcore.manual_seed(0)
+    rng = np.random.default_rng(0)
+    return [
+        ("generator", models.DCGANGenerator(latent_dim=8, channels=4),
+         rng.standard_normal((3, 8, 1, 1)).astype(np.float32)),
+        ("discriminator", models.DCGANDiscriminator(channels=4),
+         rng.uniform(-1, 1, (3, 1, 28, 28)).astype(np.float32)),
+    ]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("index", range(2))
+def test_to_torch_equals_dlcore_on_dcgan(index):
+    torch = pytest.importorskip("torch")
+    name, model, x = dcgan()[index]
+    trained_stats(model, x)
+    for mode in ("train", "eval"):  # BatchNorm: batch statistics, then running ones
+        getattr(model, mode)()
+        tmodel = to_torch(model)
+        np.testing.assert_allclose(tmodel(torch.from_numpy(x)).detach().numpy(), model(x), atol=1e-5, rtol=0)
+    assert model(x).shape == ((3, 1, 28, 28) if name == "generator" else (3, 1))
+
+
+@pytest.mark.parametrize("index", range(2))
+def test_to_onnx_runs_dcgan_to_dlcore_outputs(index, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    name, model, x = dcgan()[index]
+    trained_stats(model, x)
+    model.eval()
+    to_onnx(model, x[:1], tmp_path / f"{name}.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / f"{name}.onnx")))
+    got = ort.InferenceSession(str(tmp_path / f"{name}.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.torch
+def test_vae_exports_layer_by_layer():
+    """The VAE itself samples ε and returns a loss, so to_torch names it as unsupported;
+    its parts (encoder, the μ head, decoder) are plain layers and export."""
+    torch = pytest.importorskip("torch")
+    dlcore.manual_seed(0)
+    vae = models.VAE(image_shape=(1, 8, 8), hidden=16, latent_dim=3)
+    x = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32)
+    with pytest.raises(TypeError, match="VAE at 'the top level'"):
+        to_torch(vae)
+    encoder, fc_mu, decoder = to_torch(vae.encoder), to_torch(vae.fc_mu), to_torch(vae.decoder)
+    reconstruction = torch.sigmoid(decoder(fc_mu(encoder(torch.from_numpy(x))))).reshape(x.shape)
+    np.testing.assert_allclose(reconstruction.detach().numpy(), vae.reconstruct(x), atol=1e-5, rtol=0)
