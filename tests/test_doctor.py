@@ -71,22 +71,19 @@ def test_clean_process_passes_the_health_check():
     pytest.fail("the compiled kernels were slower than the NumPy twin in 3 runs:\n" + "\n".join(runs))
 
 
-# Planted in the child after dlcore imports: the compiled adam_step, wrapped.
-PLANT_ADAM = """
-import time
-from dlcore import backends
-compiled = backends.backend("cython")
-original = compiled.adam_step
-def adam_step(param, *args):
-    original(param, *args)
-    {plant}
-compiled.adam_step = adam_step
-"""
-
-
 @COMPILED
 def test_health_check_finds_a_compiled_kernel_that_disagrees():
-    status, out = doctor(PLANT_ADAM.format(plant="param += 1e-2"), args=())
+    # Planted after dlcore imports: the compiled adam_step, then a shift of 1e-2.
+    prelude = (
+        "from dlcore import backends\n"
+        "compiled = backends.backend('cython')\n"
+        "original = compiled.adam_step\n"
+        "def adam_step(param, *args):\n"
+        "    original(param, *args)\n"
+        "    param += 1e-2\n"
+        "compiled.adam_step = adam_step\n"
+    )
+    status, out = doctor(prelude, args=())
     assert status == 1, out
     assert "[PROBLEM] health check      the compiled kernels disagree with the NumPy twin by " in out, out
     assert "python -m dlcore verify" in out
