@@ -175,15 +175,33 @@ def test_to_onnx_runs_dcgan_to_dlcore_outputs(index, tmp_path):
 
 
 @pytest.mark.torch
-def test_vae_exports_layer_by_layer():
-    """The VAE itself samples ε and returns a loss, so to_torch names it as unsupported;
-    its parts (encoder, the μ head, decoder) are plain layers and export."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_to_torch_equals_dlcore_on_the_vae(dtype):
+    """Same ε on both sides: the negative ELBO, its gradients (torch's autograd against
+    dlcore's hand-written backward, x's included), the reconstruction and the decoder."""
     torch = pytest.importorskip("torch")
     dlcore.manual_seed(0)
-    vae = models.VAE(image_shape=(1, 8, 8), hidden=16, latent_dim=3)
-    x = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32)
-    with pytest.raises(TypeError, match="VAE at 'the top level'"):
-        to_torch(vae)
-    encoder, fc_mu, decoder = to_torch(vae.encoder), to_torch(vae.fc_mu), to_torch(vae.decoder)
-    reconstruction = torch.sigmoid(decoder(fc_mu(encoder(torch.from_numpy(x))))).reshape(x.shape)
-    np.testing.assert_allclose(reconstruction.detach().numpy(), vae.reconstruct(x), atol=1e-5, rtol=0)
+    vae = models.VAE(image_shape=(1, 8, 8), hidden=16, latent_dim=3, dtype=dtype)
+    x = np.random.default_rng(0).random((4, 1, 8, 8)).astype(dtype)
+    tvae = to_torch(vae)
+    assert set(tvae.state_dict()) == set(vae.state_dict())
+    dlcore.manual_seed(5)
+    eps = dlcore._random.generator().standard_normal((4, 3)).astype(dtype)  # the draw vae(x) makes
+    dlcore.manual_seed(5)
+    vae.zero_grad()
+    loss = vae(x)
+    grad_x = vae.backward(np.full(4, 0.25, dtype))
+    tx = torch.from_numpy(x).requires_grad_()
+    tloss = tvae(tx, torch.from_numpy(eps))
+    tloss.mean().backward()
+    atol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(tloss.detach().numpy(), loss, atol=atol, rtol=1e-6)
+    np.testing.assert_allclose(tx.grad.numpy(), grad_x, atol=atol, rtol=0)
+    tparams = dict(tvae.named_parameters())
+    for name, p in vae.named_parameters():
+        np.testing.assert_allclose(tparams[name].grad.numpy(), p.grad, atol=atol, rtol=0, err_msg=name)
+    np.testing.assert_allclose(tvae.reconstruct(torch.from_numpy(x)).detach().numpy(), vae.reconstruct(x),
+                               atol=atol, rtol=0)
+    z = np.random.default_rng(1).standard_normal((2, 3)).astype(dtype)
+    np.testing.assert_allclose(tvae.decode(torch.from_numpy(z)).detach().numpy(), vae.decode(z), atol=atol, rtol=0)
+    assert tuple(tvae.sample(2).shape) == (2, 1, 8, 8)
