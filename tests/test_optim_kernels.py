@@ -178,3 +178,21 @@ def test_compiled_rejects_wrong_state_sizes():
         cy.rmsprop_step(p, g, np.zeros(4), np.zeros(0), np.zeros(0), 0.1, 0.9, 1e-8, 0.0, 0.5, False, 1)
     with pytest.raises(ValueError, match="state_sum"):
         cy.adagrad_step(p, g, np.zeros(2), 0.1, 0.0, 0.0, 1e-10, 1.0, 1)
+
+
+@requires_cython
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+@pytest.mark.parametrize("first", [True, False])
+def test_sgd_every_specialized_loop_matches_twin(momentum, nesterov, wd, first, dtype):
+    # optim.pyx runs a separate loop per flag combination (literal flags vectorize): each one here.
+    rng = np.random.default_rng(3)
+    n = 2 * CHUNK + 37
+    buf = rng.standard_normal(n).astype(dtype) if momentum else np.zeros(0, dtype)
+    arrays = [rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype), buf]
+    scalars = (0.1, momentum, 0.0 if nesterov else 0.25, wd, nesterov, first)
+    expected = run("numpy", "sgd_step", arrays, scalars, 1)
+    for n_threads in (1, 2):
+        for a, e in zip(run("cython", "sgd_step", arrays, scalars, n_threads), expected):
+            assert_close(a, e, dtype)

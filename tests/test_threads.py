@@ -185,6 +185,7 @@ def dynamic(monkeypatch):
     monkeypatch.setattr(threads, "_last_read", -1.0)
     monkeypatch.setattr(threads, "_READ_EVERY", 0.0)  # a new reading at every call
     monkeypatch.setattr(threads, "_runnable_now", lambda: counts.pop(0) if counts else None)
+    monkeypatch.setattr(threads, "_own_runnable", lambda: 1)  # only the calling thread
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(threads, "_requested", 4)
@@ -227,3 +228,86 @@ def test_runnable_count_is_read_on_linux():
     if not os.path.exists("/proc/loadavg"):
         pytest.skip("no /proc/loadavg")
     assert threads._runnable_now() >= 1  # at least this process
+
+
+def test_own_spinning_workers_are_not_someone_elses_load(dynamic, monkeypatch):
+    # Right after a parallel kernel our OpenMP/BLAS workers still spin: the machine's runnable
+    # count includes them. Before the fix they counted as other load and a quiet machine
+    # looked busy, so dlcore stayed serial.
+    monkeypatch.setattr(threads, "_own_runnable", lambda: 3)  # us + two spinning workers
+    dynamic += [3] * 5  # nobody else
+    assert [threads.kernel_threads() for _ in range(5)] == [4] * 5
+    dynamic += [5] * 5  # two other tasks as well
+    assert [threads.kernel_threads() for _ in range(5)][-1] == 2
+
+
+@pytest.mark.skipif(not COMPILED_OPENMP or not os.path.exists("/proc/self/task"),
+                    reason="needs the compiled OpenMP kernels and /proc")
+def test_quiet_machine_keeps_all_threads_after_parallel_work(monkeypatch):
+    """The real /proc/self/task reading, on a machine made to look quiet (runnable tasks = ours)."""
+    monkeypatch.setattr(threads, "DYNAMIC", True)
+    monkeypatch.setattr(threads, "_readings", [])
+    monkeypatch.setattr(threads, "_last_read", -1.0)
+    monkeypatch.setattr(threads, "_READ_EVERY", 0.0)
+    monkeypatch.setattr(threads, "_runnable_now", threads._own_runnable)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "_requested", 2)
+    monkeypatch.setattr(threads, "_omp_max_threads", None)
+    x = np.ones(1 << 20, np.float32)
+    m = np.ones((256, 256), np.float32)
+    seen = []
+    with dlcore.use_backend("cython"):
+        for _ in range(20):
+            F.relu(x)  # 2 threads: a worker spins afterwards
+            m @ m  # BLAS workers too
+            seen.append(threads.kernel_threads())
+    assert seen == [2] * 20
+
+
+def test_own_runnable_counts_this_thread():
+    if not os.path.exists("/proc/self/task"):
+        pytest.skip("no /proc")
+    assert 1 <= threads._own_runnable() <= len(os.listdir("/proc/self/task"))
+    assert threads._others_runnable() >= 0
+
+
+@pytest.mark.skipif(not COMPILED_OPENMP, reason="needs the compiled OpenMP kernels")
+def test_lenet_step_bitwise_whatever_the_thread_count_per_call(monkeypatch):
+    """A busy machine changes the thread count from one kernel call to the next; the result
+    of a LeNet-5 training step (forward, cross-entropy, backward, Adam) must not change."""
+    from dlcore import nn, optim
+    from dlcore.models import LeNet5
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+
+    def train(free_cores):
+        monkeypatch.setattr(threads, "_free_cores", free_cores)
+        dlcore.manual_seed(0)
+        model = LeNet5()
+        criterion = nn.CrossEntropyLoss()
+        optimizer = optim.Adam(model.parameters(), lr=1e-3)
+        for _ in range(2):
+            optimizer.zero_grad()
+            loss = criterion(model(x), y)
+            model.backward(criterion.backward())
+            optimizer.step()
+        return loss, [p.data.copy() for p in model.parameters()]
+
+    monkeypatch.setattr(threads, "DYNAMIC", True)
+    monkeypatch.setattr(threads, "_requested", 3)
+    calls = []
+
+    def varying():
+        calls.append(None)
+        return 1 + len(calls) % 3  # 2, 3, 1, 2, ...
+    with warnings.catch_warnings(), dlcore.use_backend("cython"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # 3 threads on 2 cores
+        loss_1, params_1 = train(lambda: 1)
+        loss_n, params_n = train(varying)
+    assert len(calls) > 10  # the varying count was really asked for
+    assert loss_1 == loss_n
+    for a, b in zip(params_1, params_n):
+        np.testing.assert_array_equal(a, b)

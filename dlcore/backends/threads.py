@@ -24,13 +24,20 @@ module for it. The rules, in order:
    keep cores busy, a parallel region waits at its closing barrier for a thread that
    shares a core with them (and, with sleeping OpenMP workers, for the scheduler to wake
    it), every region, every kernel. The kernels then use at most the cores left free:
-   ``usable cores - other runnable tasks``, the runnable count read from ``/proc/loadavg``
-   (an instantaneous count, unlike the load averages) at most every 0.1 s, the smallest of
-   the last four readings (a short burst does not count, a process that keeps running
-   does). ``set_num_threads`` is then an upper bound, as with ``OMP_DYNAMIC``. Results do
-   not depend on the thread count (every kernel is bitwise thread-invariant), only the
-   speed does. Not applied when the CPU affinity set is smaller than the machine (a
-   container's CPU set: the host's other tasks do not run on our cores).
+   ``usable cores - other runnable tasks``. "Other" is the machine's runnable count (4th
+   field of ``/proc/loadavg``, an instantaneous count, not the load averages) minus this
+   process's own runnable threads (``/proc/self/task/*/stat``): right after a parallel
+   kernel or a BLAS call our own OpenMP/OpenBLAS workers are still spinning, and counting
+   them as someone else's load would make a quiet machine look busy and keep us serial
+   (measured: 2 of our threads runnable after every 2-thread relu or matmul). The count is
+   read at most every 0.1 s; the reduction uses the smallest of the last four readings (a
+   short burst does not count, a process that keeps running does; one quiet reading lifts
+   it). ``set_num_threads`` is then an upper bound, as with ``OMP_DYNAMIC``. Results do not
+   depend on the thread count (every kernel is bitwise thread-invariant; tests/test_threads.py
+   checks a LeNet-5 step whose thread count changes from call to call), only the speed
+   does. Not applied when the CPU affinity set is smaller than the machine (a container's
+   CPU set: the host's other tasks do not run on our cores), nor without ``/proc`` (macOS,
+   Windows: the requested threads are used).
 5. **Small work runs serially** (:func:`threads_for`): below a few tens of thousands of
    elements, waking a thread team costs more than it saves. Each threshold below says
    what was measured.
@@ -200,9 +207,14 @@ def kernel_threads():
 
 DYNAMIC = True  # rule 4; the test suite turns it off to run exactly the threads it asks for
 _LOADAVG = "/proc/loadavg"
+# A reading (/proc/loadavg + /proc/self/task/*/stat) took ~0.2 ms on the loaded 2-core
+# development machine: at most one per 0.1 s keeps it under 0.2% of any run. Four readings
+# (>= 0.3 s of sustained load) before reducing: a LeNet-5 step is ~15 ms quiet, so a burst
+# shorter than ~20 steps never costs threads, while a competing process that keeps running
+# (the busy-machine case, one CPU-bound process for seconds) is seen within half a second.
 _READ_EVERY = 0.1  # seconds
 _WINDOW = 4  # readings
-_readings = []
+_readings: list[int] = []
 _last_read = -1.0
 
 
@@ -215,6 +227,37 @@ def _runnable_now():
         return None
 
 
+def _own_runnable():
+    """This process's runnable threads (state R in /proc/self/task/*/stat), at least 1.
+
+    The calling thread is one of them; spinning OpenMP and BLAS workers are the others.
+    About 0.2 ms per reading on the loaded development machine, once per 0.1 s at most.
+    """
+    count = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 1
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ')'
+        if stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R":
+            count += 1
+    return max(1, count)
+
+
+def _others_runnable():
+    """Runnable tasks that are not this process's threads, or None without /proc/loadavg."""
+    running = _runnable_now()
+    if running is None:
+        return None
+    return max(0, running - _own_runnable())
+
+
 def _free_cores():
     """Usable cores minus other runnable tasks (>= 1); all usable cores when unknown."""
     global _last_read
@@ -224,9 +267,9 @@ def _free_cores():
     now = time.monotonic()
     if now - _last_read >= _READ_EVERY:
         _last_read = now
-        running = _runnable_now()
-        if running is not None:
-            _readings.append(max(0, running - 1))  # minus this thread, which is running
+        others = _others_runnable()
+        if others is not None:
+            _readings.append(others)
             del _readings[:-_WINDOW]
     if not _readings:
         return cores

@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from .._checks import as_floating, check_int, check_number
-from ..backends import get_num_threads, kernel_threads, kernels, workspace
+from ..backends import kernel_threads, kernels, workspace
 
 __all__ = [
     "relu",
@@ -231,7 +231,7 @@ def _along_dim_forward(op, x, dim):
     dim = _check_dim(dim, x)
     rows, moved_shape = _to_rows(x, dim)
     out_rows = np.empty_like(rows)
-    getattr(kernels(), op + "_forward")(rows, out_rows, get_num_threads())
+    getattr(kernels(), op + "_forward")(rows, out_rows, kernel_threads())
     # ctx keeps the (rows, C) output: backward works in that layout without moving axes again.
     return _from_rows(out_rows, moved_shape, dim, x.shape), _Ctx(op, x.shape, x.dtype, out_rows, (dim, moved_shape))
 
@@ -242,7 +242,7 @@ def _along_dim_backward(op, grad_output, ctx):
     dim, moved_shape = ctx.args
     g_rows, _ = _to_rows(g, dim)
     grad_rows = np.empty_like(g_rows)
-    getattr(kernels(), op + "_backward")(g_rows, ctx.saved, grad_rows, get_num_threads())
+    getattr(kernels(), op + "_backward")(g_rows, ctx.saved, grad_rows, kernel_threads())
     return _from_rows(grad_rows, moved_shape, dim, ctx.shape)
 
 

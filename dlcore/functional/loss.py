@@ -21,7 +21,7 @@ raises TypeError. Inputs are never modified.
 import numpy as np
 
 from .._checks import as_floating, check_int, check_number, check_reduction
-from ..backends import get_num_threads, kernels
+from ..backends import kernel_threads, kernels
 
 __all__ = [
     "mse_loss",
@@ -305,7 +305,7 @@ def binary_cross_entropy_with_logits_backward(grad_output, ctx):
     _check_ctx(ctx, "binary_cross_entropy_with_logits")
     z, t, w, pw = (ctx.saved[k] for k in ("z", "t", "w", "pw"))
     s = np.empty_like(z)
-    kernels().sigmoid_forward(z.reshape(-1), s.reshape(-1), get_num_threads())
+    kernels().sigmoid_forward(z.reshape(-1), s.reshape(-1), kernel_threads())
     grad = s - t if pw is None else (1 + (pw - 1) * t) * s - pw * t
     grad = grad * _scale(grad_output, ctx)
     return _as_grad(grad if w is None else grad * w, ctx.dtype)
@@ -353,7 +353,7 @@ def cross_entropy_forward(input, target, weight=None, ignore_index=-100, reducti
     t_safe = np.where(counted, t, 0)  # the kernel indexes every row; ignored rows are zeroed below
     rows = np.empty(N, dtype=x.dtype)
     row_max, log_sum = np.empty(N), np.empty(N)  # logsumexp(z_n) = row_max + log_sum, kept apart
-    kernels().softmax_cross_entropy_forward(x, t_safe, rows, row_max, log_sum, get_num_threads())
+    kernels().softmax_cross_entropy_forward(x, t_safe, rows, row_max, log_sum, kernel_threads())
     # w_row: the weight of each sample's term (0 for an ignored sample)
     w_row = counted.astype(x.dtype) if w_class is None else np.where(counted, w_class[t_safe], 0).astype(x.dtype)
     loss = rows * w_row
@@ -379,7 +379,7 @@ def cross_entropy_backward(grad_output, ctx):
     grad = np.empty_like(x)
     g_main = np.ascontiguousarray(g * s["w_row"] * (1 - s["eps"]), dtype=ctx.dtype)
     kernels().softmax_cross_entropy_backward(g_main, x, s["t"], s["row_max"], s["log_sum"], grad,
-                                             get_num_threads())
+                                             kernel_threads())
     if s["eps"]:
         w_all = np.ones(C, dtype=ctx.dtype) if s["w_class"] is None else s["w_class"]
         p = np.exp((x - s["row_max"][:, None]) - s["log_sum"][:, None])

@@ -12,9 +12,9 @@ thread count):
   ``prange`` hands whole chunks to threads; each worker is a plain loop over one chunk.
   Static schedule: an A/B against 'dynamic' on the loaded dev machine showed no gain.
   On an oversubscribed machine two threads can be slower than one (measured 2x for
-  relu forward+backward+sigmoid at 1e7): libgomp's default spin-wait at the closing
-  barrier takes CPU from the partner thread; OMP_WAIT_POLICY=PASSIVE removes that loss
-  (2 threads then equal 1 thread on that saturated box).
+  relu forward+backward+sigmoid at 1e7): a barrier waits for a descheduled thread. The
+  caller's thread count (dlcore/backends/threads.py, kernel_threads) then drops to the
+  cores left free.
 * row-wise kernels (softmax, log_softmax, softmax_cross_entropy): ``prange`` over rows;
   one thread owns a row, so its max and sums are computed in one fixed order.
 

@@ -120,16 +120,37 @@ cdef inline void _sgd_elem(floating* p, const floating* g, floating* buf, intp_t
     p[i] = p[i] - lr * gi
 
 
+cdef inline void _sgd_loop(floating* p, const floating* g, floating* buf, intp_t start, intp_t stop,
+                           floating lr, floating mom, floating one_minus_damp, floating wd,
+                           bint use_wd, bint use_mom, bint nesterov, bint first) noexcept nogil:
+    cdef intp_t i
+    for i in range(start, stop):
+        _sgd_elem(p, g, buf, i, lr, mom, one_minus_damp, wd, use_wd, use_mom, nesterov, first)
+
+
 cdef void _sgd_range(floating* p, const floating* g, floating* buf, intp_t start, intp_t stop,
                      floating lr, floating mom, floating one_minus_damp, floating wd,
                      bint use_wd, bint use_mom, bint nesterov, bint first) noexcept nogil:
-    cdef intp_t i
-    if use_mom:
-        for i in range(start, stop):
-            _sgd_elem(p, g, buf, i, lr, mom, one_minus_damp, wd, use_wd, True, nesterov, first)
+    # Every flag a literal in the loops that run at every step (the first momentum step runs
+    # once, with runtime flags). With runtime flags in the loop gcc kept it scalar: 21
+    # instructions per element (callgrind, float32, steady state with momentum); with
+    # literals it vectorizes.
+    if not use_mom:
+        if use_wd:
+            _sgd_loop(p, g, buf, start, stop, lr, mom, one_minus_damp, wd, True, False, False, False)
+        else:
+            _sgd_loop(p, g, buf, start, stop, lr, mom, one_minus_damp, wd, False, False, False, False)
+    elif first:
+        _sgd_loop(p, g, buf, start, stop, lr, mom, one_minus_damp, wd, use_wd, True, nesterov, True)
+    elif nesterov:
+        if use_wd:
+            _sgd_loop(p, g, buf, start, stop, lr, mom, one_minus_damp, wd, True, True, True, False)
+        else:
+            _sgd_loop(p, g, buf, start, stop, lr, mom, one_minus_damp, wd, False, True, True, False)
+    elif use_wd:
+        _sgd_loop(p, g, buf, start, stop, lr, mom, one_minus_damp, wd, True, True, False, False)
     else:
-        for i in range(start, stop):
-            _sgd_elem(p, g, buf, i, lr, mom, one_minus_damp, wd, use_wd, False, nesterov, first)
+        _sgd_loop(p, g, buf, start, stop, lr, mom, one_minus_damp, wd, False, True, False, False)
 
 
 def sgd_step(floating[::1] param,             # IN/OUT
