@@ -76,16 +76,6 @@ def thread_pools():
             for info in threadpool_info()]
 
 
-def _initial_environment():
-    """The environment this process started with (Linux), else the current one."""
-    try:
-        with open("/proc/self/environ", "rb") as f:
-            items = f.read().split(b"\0")
-        return dict(item.decode(errors="replace").split("=", 1) for item in items if b"=" in item)
-    except OSError:
-        return dict(os.environ)
-
-
 def _owner(path, before):
     """The top-level package (imported before dlcore) that ships the library at ``path``."""
     for name in before:
@@ -191,21 +181,12 @@ def _check_openmp_runtimes(pools):
     before = [n for n in names[:names.index("dlcore")] if "." not in n] if "dlcore" in names else []
     owners = [(_owner(p, before), p) for p in paths]
     early = [(o, p) for o, p in owners if o]
+    # A note, not a problem: dlcore's kernels never set a wait policy and never overlap
+    # BLAS's threads, so sharing a runtime another package loaded first costs nothing.
     for owner, path in early:
-        initial = _initial_environment()
-        relies = getattr(backends, "OPENMP_WORKERS_SLEEP", False) and "OMP_WAIT_POLICY" not in initial
-        if relies:
-            found.append(Finding("problem", "import order",
-                                 f"{owner} was imported before dlcore and loaded the OpenMP runtime "
-                                 f"{path} first: that runtime read its settings before dlcore set "
-                                 "OMP_WAIT_POLICY=PASSIVE, so its idle workers spin after each parallel "
-                                 "region (the runtime's default) and compete with the BLAS calls between "
-                                 "dlcore's kernels",
-                                 f"import dlcore before {owner}, or export OMP_WAIT_POLICY=PASSIVE in the shell"))
-        else:
-            found.append(Finding("note", "import order",
-                                 f"{owner} was imported before dlcore and loaded the OpenMP runtime {path}; "
-                                 "dlcore's kernels share it"))
+        found.append(Finding("note", "import order",
+                             f"{owner} was imported before dlcore and loaded the OpenMP runtime {path}; "
+                             "dlcore's kernels share it"))
     return found
 
 
