@@ -22,7 +22,7 @@ plane, ``r`` row of a per-group array (``n``, or 0 when ``S = 1``).
 """
 from cython.parallel cimport prange
 
-from dlcore._common cimport floating, intp_t
+from dlcore._common cimport check_threads, floating, intp_t
 
 __all__ = ["norm_moments", "norm_grad_sums", "norm_affine_forward", "norm_affine_backward"]
 
@@ -124,6 +124,7 @@ def norm_moments(const floating[:, :, ::1] x,  # IN (N, C, L)
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], p, c
     _check_groups("shift", (shift.shape[0], shift.shape[1]), N, C, shift.shape[0])
     _check_groups("sum1", (sum1.shape[0], sum1.shape[1]), N, C, shift.shape[0])
@@ -149,6 +150,7 @@ def norm_grad_sums(const floating[:, :, ::1] g,  # IN (N, C, L) dL/dy
                    double[:, ::1] sum_gx,        # OUT (S, C)
                    int n_threads):
     """sum_g = sum g, sum_gx = sum g * (x - mean) per plane (S = N) or channel (S = 1). See the twin."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], p, c
     _check_like_x("g", (g.shape[0], g.shape[1], g.shape[2]), N, C, L)
     _check_groups("mean", (mean.shape[0], mean.shape[1]), N, C, mean.shape[0])
@@ -211,6 +213,7 @@ def norm_affine_forward(const floating[:, :, ::1] x,  # IN (N, C, L)
                         floating[:, :, ::1] out,      # OUT (N, C, L)
                         int n_threads):
     """out[n, c] = a[r, c] * x[n, c] + b[r, c], r = n (S = N) or 0 (S = 1). See the twin."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], n, p, r
     _check_groups("a", (a.shape[0], a.shape[1]), N, C, a.shape[0])
     _check_groups("b", (b.shape[0], b.shape[1]), N, C, a.shape[0])
@@ -238,6 +241,7 @@ def norm_affine_backward(const floating[:, :, ::1] g,  # IN (N, C, L)
                          floating[:, :, ::1] grad_input,  # OUT (N, C, L)
                          int n_threads):
     """grad_input[n, c] = a[r, c] * g[n, c] + b[r, c] * x[n, c] + c[r, c], r as the forward. See the twin."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], n, p, r
     _check_like_x("g", (g.shape[0], g.shape[1], g.shape[2]), N, C, L)
     _check_groups("a", (a.shape[0], a.shape[1]), N, C, a.shape[0])
