@@ -383,6 +383,10 @@ def test_kernel_refuses_inconsistent_buffers(compiled, name):
             # The kernel's own check, not Cython's argument conversion (wrong dtype or ndim):
             # a variant that fails there would test nothing.
             assert not str(info.value).startswith(("Buffer", "ndarray is not")), (name, param, info.value)
+    # A team size no thread policy gives: libgomp would abort (negative) or crash (100,000).
+    for n_threads in (0, -1, 100_000):
+        with pytest.raises(ValueError, match="n_threads"):
+            kernel(*dict(good, n_threads=n_threads).values())
 
 
 def test_table_parameters_match_the_twins():
