@@ -30,6 +30,7 @@ import numpy as np
 from . import backends, nn, optim
 from . import functional as F
 from ._random import manual_seed
+from .backends import threads
 
 __all__ = ["verify", "load_kernels", "VerifyReport", "SCENARIOS", "kernels_used"]
 
@@ -345,14 +346,18 @@ def _error(got, ref):
 
 
 def _run(run, case, dtype, namespace, n_threads, torch=None):
-    previous = backends.get_num_threads()
+    # Exactly n_threads: without this, a busy machine would give the "N threads" run one
+    # thread (backends/threads.py, rule 4) and the thread-invariance check could not fail.
+    previous, dynamic = backends.get_num_threads(), threads.DYNAMIC
     backends.set_num_threads(n_threads)
+    threads.DYNAMIC = False
     try:
         if torch is not None:
             return run(case, dtype, torch)
         with _running_on(namespace):
             return run(case, dtype)
     finally:
+        threads.DYNAMIC = dynamic
         backends.set_num_threads(previous)
 
 

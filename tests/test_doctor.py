@@ -34,22 +34,82 @@ def usable_cores():
         return CORES
 
 
-@pytest.mark.skipif("cython" not in dlcore.available_backends(), reason="needs the compiled backend")
-def test_clean_process_has_no_problems_and_a_passing_health_check():
+COMPILED = pytest.mark.skipif("cython" not in dlcore.available_backends(), reason="needs the compiled backend")
+
+
+def problems(out):
+    return [line for line in out.splitlines() if line.startswith("[PROBLEM]")]
+
+
+@COMPILED
+def test_clean_process_has_no_problems():
     if usable_cores() < CORES:
         pytest.skip("this test process is itself limited to fewer cores than the machine has")
-    status, out = doctor(args=())
+    status, out = doctor()
     assert "[  ok   ] compiled backend" in out
-    assert "health check      conv, max-pool and Adam agree on both backends" in out
-    assert "compiled vs NumPy twin: conv" in out
-    problems = [line for line in out.splitlines() if line.startswith("[PROBLEM]")]
-    if problems and "[ note  ] machine load" in out:
-        # On an overloaded machine (load above the cores) multi-threaded kernels can really
-        # be slower than the twin; that is the one problem a clean process may then show.
-        assert all("the compiled kernels are SLOWER" in line for line in problems), out
-        assert status == 1
-    else:
-        assert status == 0 and out.rstrip().endswith("no problems found"), out
+    assert status == 0 and out.rstrip().endswith("no problems found"), out
+
+
+@COMPILED
+def test_clean_process_passes_the_health_check():
+    """The kernels must agree on every run. The speed verdict is a timing on a machine shared
+    with other jobs, so a run whose only problem is "SLOWER" is repeated, up to three runs:
+    a compiled backend that really is slower fails all three."""
+    if usable_cores() < CORES:
+        pytest.skip("this test process is itself limited to fewer cores than the machine has")
+    runs = []
+    for _ in range(3):
+        status, out = doctor(args=())
+        runs.append(out)
+        assert "health check      conv, max-pool and Adam agree on both backends" in out, out
+        assert "compiled vs NumPy twin: conv" in out, out
+        found = problems(out)
+        assert all("the compiled kernels are SLOWER" in line for line in found), out
+        assert status == (1 if found else 0), out
+        if not found:
+            return
+    pytest.fail("the compiled kernels were slower than the NumPy twin in 3 runs:\n" + "\n".join(runs))
+
+
+@COMPILED
+def test_health_check_finds_a_compiled_kernel_that_disagrees():
+    # Planted after dlcore imports: the compiled adam_step, then a shift of 1e-2.
+    prelude = (
+        "from dlcore import backends\n"
+        "compiled = backends.backend('cython')\n"
+        "original = compiled.adam_step\n"
+        "def adam_step(param, *args):\n"
+        "    original(param, *args)\n"
+        "    param += 1e-2\n"
+        "compiled.adam_step = adam_step\n"
+    )
+    status, out = doctor(prelude, args=())
+    assert status == 1, out
+    assert "[PROBLEM] health check      the compiled kernels disagree with the NumPy twin by " in out, out
+    assert "python -m dlcore verify" in out
+
+
+@COMPILED
+def test_health_check_finds_compiled_kernels_slower_than_the_twin():
+    # Every compiled kernel sleeps 0.2 s per call: each op of the check then takes several
+    # times the twin's time, however loaded the machine is.
+    prelude = (
+        "import functools, time\n"
+        "from dlcore import backends\n"
+        "compiled = backends.backend('cython')\n"
+        "def slowed(kernel):\n"
+        "    @functools.wraps(kernel)\n"
+        "    def run(*args):\n"
+        "        time.sleep(0.2)\n"
+        "        return kernel(*args)\n"
+        "    return run\n"
+        "for name in backends.KERNEL_NAMES:\n"
+        "    setattr(compiled, name, slowed(getattr(compiled, name)))\n"
+    )
+    status, out = doctor(prelude, args=())
+    assert status == 1, out
+    assert "[PROBLEM] health check      the compiled kernels are SLOWER" in out, out
+    assert "agree on both backends" in out
 
 
 def test_finds_a_blocked_compiled_backend():

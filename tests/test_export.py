@@ -134,3 +134,74 @@ def test_upsample_exports_to_torch_and_onnx(tmp_path):
     to_onnx(model, x, tmp_path / "up.onnx")
     got = ort.InferenceSession(str(tmp_path / "up.onnx")).run(None, {"input": x})[0]
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def dcgan():
+    """(name, model, input) for DCGAN's generator and discriminator (small widths)."""
+    dlcore.manual_seed(0)
+    rng = np.random.default_rng(0)
+    return [
+        ("generator", models.DCGANGenerator(latent_dim=8, channels=4),
+         rng.standard_normal((3, 8, 1, 1)).astype(np.float32)),
+        ("discriminator", models.DCGANDiscriminator(channels=4),
+         rng.uniform(-1, 1, (3, 1, 28, 28)).astype(np.float32)),
+    ]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("index", range(2))
+def test_to_torch_equals_dlcore_on_dcgan(index):
+    torch = pytest.importorskip("torch")
+    name, model, x = dcgan()[index]
+    trained_stats(model, x)
+    for mode in ("train", "eval"):  # BatchNorm: batch statistics, then running ones
+        getattr(model, mode)()
+        tmodel = to_torch(model)
+        np.testing.assert_allclose(tmodel(torch.from_numpy(x)).detach().numpy(), model(x), atol=1e-5, rtol=0)
+    assert model(x).shape == ((3, 1, 28, 28) if name == "generator" else (3, 1))
+
+
+@pytest.mark.parametrize("index", range(2))
+def test_to_onnx_runs_dcgan_to_dlcore_outputs(index, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    name, model, x = dcgan()[index]
+    trained_stats(model, x)
+    model.eval()
+    to_onnx(model, x[:1], tmp_path / f"{name}.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / f"{name}.onnx")))
+    got = ort.InferenceSession(str(tmp_path / f"{name}.onnx")).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, model(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_to_torch_equals_dlcore_on_the_vae(dtype):
+    """Same ε on both sides: the negative ELBO, its gradients (torch's autograd against
+    dlcore's hand-written backward, x's included), the reconstruction and the decoder."""
+    torch = pytest.importorskip("torch")
+    dlcore.manual_seed(0)
+    vae = models.VAE(image_shape=(1, 8, 8), hidden=16, latent_dim=3, dtype=dtype)
+    x = np.random.default_rng(0).random((4, 1, 8, 8)).astype(dtype)
+    tvae = to_torch(vae)
+    assert set(tvae.state_dict()) == set(vae.state_dict())
+    dlcore.manual_seed(5)
+    eps = dlcore._random.generator().standard_normal((4, 3)).astype(dtype)  # the draw vae(x) makes
+    dlcore.manual_seed(5)
+    vae.zero_grad()
+    loss = vae(x)
+    grad_x = vae.backward(np.full(4, 0.25, dtype))
+    tx = torch.from_numpy(x).requires_grad_()
+    tloss = tvae(tx, torch.from_numpy(eps))
+    tloss.mean().backward()
+    atol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(tloss.detach().numpy(), loss, atol=atol, rtol=1e-6)
+    np.testing.assert_allclose(tx.grad.numpy(), grad_x, atol=atol, rtol=0)
+    tparams = dict(tvae.named_parameters())
+    for name, p in vae.named_parameters():
+        np.testing.assert_allclose(tparams[name].grad.numpy(), p.grad, atol=atol, rtol=0, err_msg=name)
+    np.testing.assert_allclose(tvae.reconstruct(torch.from_numpy(x)).detach().numpy(), vae.reconstruct(x),
+                               atol=atol, rtol=0)
+    z = np.random.default_rng(1).standard_normal((2, 3)).astype(dtype)
+    np.testing.assert_allclose(tvae.decode(torch.from_numpy(z)).detach().numpy(), vae.decode(z), atol=atol, rtol=0)
+    assert tuple(tvae.sample(2).shape) == (2, 1, 8, 8)

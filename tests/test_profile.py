@@ -75,8 +75,17 @@ def test_bad_arguments():
 
 @pytest.mark.slow
 def test_total_time_is_within_20_percent_of_a_measured_step(one_thread):
-    """Profiled steps and plain steps alternate, so both see the same machine load; the
-    medians are compared. The machine is shared, so a bad round is retried (twice)."""
+    """The profile's total (its layers' forward and backward times and the loss) against the
+    wall time of a plain training step.
+
+    On a shared machine the speed of a step changes from moment to moment (preemption; at
+    times the same step takes 6 ms, at others 10 ms, for seconds). So a profiled step and a
+    plain step run back to back, 40 such pairs, and the test takes the median of the pair
+    ratios: each pair sees one machine state. (Best-of-N on each side was tried: it
+    compares a fast moment of one side with a slow one of the other, 0.6 to 2.1 here.)
+    BLAS (the Linear layers) runs on one thread too: a loaded machine stalls
+    multi-threaded products for milliseconds."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
     dlcore.manual_seed(0)
     model = models.LeNet5()
     criterion = nn.CrossEntropyLoss()
@@ -87,19 +96,20 @@ def test_total_time_is_within_20_percent_of_a_measured_step(one_thread):
     def step():
         start = time.perf_counter()
         model.zero_grad()
-        out = model(x)
-        criterion(out, y)
+        criterion(model(x), y)
         model.backward(criterion.backward())
         return time.perf_counter() - start
 
     ratios = []
-    for attempt in range(3):
-        profiled, plain = [], []
-        for _ in range(9):
-            profiled.append(dlcore.profile(model, x, y, criterion, repeat=1, warmup=0).totals["total_ms"] / 1e3)
-            plain.append(step())
-        ratios.append(float(np.median(profiled) / np.median(plain)))
-        if 0.8 <= ratios[-1] <= 1.2:
-            break
-    print("profile total / measured step:", ratios)
-    assert 0.8 <= ratios[-1] <= 1.2, f"profile total / measured step = {ratios}"
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        step()  # warm-up: first calls allocate
+        for _ in range(3):  # more pairs only while the median is out of range
+            for _ in range(40):
+                total = dlcore.profile(model, x, y, criterion, repeat=1, warmup=0).totals["total_ms"] / 1e3
+                ratios.append(total / step())
+            if 0.8 <= np.median(ratios) <= 1.2:
+                break
+    ratio = float(np.median(ratios))
+    print(f"profile total / measured step: median of {len(ratios)} pairs {ratio:.3f} "
+          f"(quartiles {np.percentile(ratios, 25):.3f}, {np.percentile(ratios, 75):.3f})")
+    assert 0.8 <= ratio <= 1.2, sorted(ratios)

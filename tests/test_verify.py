@@ -99,6 +99,21 @@ def test_verify_names_a_planted_wrong_kernel(registered):
     assert sgd["thread_ok"] is False and sgd["err_twin"] < 1e-9
 
 
+def test_verify_runs_exactly_n_threads_on_a_busy_machine(registered, monkeypatch):
+    """The library gives kernels fewer threads on a busy machine (threads.DYNAMIC, which
+    the suite turns off); verify must not let that turn its N-thread run into 1 thread."""
+    from dlcore.backends import threads
+
+    monkeypatch.setattr(threads, "DYNAMIC", True)
+    monkeypatch.setattr(threads, "_free_cores", lambda: 1)  # every other core busy
+    assert threads.kernel_threads() == 1 or dlcore.get_num_threads() == 1
+    backends.register_backend("planted_busy", {"sgd_step": thread_dependent_sgd})
+    registered.append("planted_busy")
+    report = verify("planted_busy", use_torch=False, timing=False, n_threads=2)
+    assert report.failed == ["sgd_step"] and "1 and 2 threads differ" in str(report)
+    assert threads.DYNAMIC is True
+
+
 def test_verify_reports_kernels_without_a_generator(monkeypatch):
     monkeypatch.setattr("dlcore.verify.SCENARIOS", {k: v for k, v in SCENARIOS.items() if k != "Adam"
                                                     and k != "Adam amsgrad"})

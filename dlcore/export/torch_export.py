@@ -3,15 +3,15 @@
 The translation is layer by layer (a table from dlcore class to torch class); containers
 keep their children's names, so the torch model's ``state_dict`` keys equal dlcore's and
 the weights are copied by name. Layers torch has no class for (``Residual``,
-``GlobalAvgPool2d``, the ``Autoencoder``) become the small torch modules defined in
-:func:`torch_classes`.
+``GlobalAvgPool2d``, the ``Autoencoder``, the ``VAE``) become the small torch modules
+defined in :func:`torch_classes`.
 """
 import functools
 
 import numpy as np
 
 from .. import nn
-from ..models import networks
+from ..models import generative, networks
 
 __all__ = ["to_torch", "torch_classes"]
 
@@ -52,7 +52,39 @@ def torch_classes():
         def forward(self, x):
             return self.decoder(self.encoder(x))
 
-    return {"Residual": Residual, "GlobalAvgPool2d": GlobalAvgPool2d, "Autoencoder": Autoencoder}
+    class VAE(torch.nn.Module):
+        """dlcore's VAE in torch: ``vae(x)`` is the per-sample negative ELBO (one draw of ε,
+        from torch's generator unless ``eps`` is given); autograd gives what dlcore's
+        ``backward`` spells out. ``encode``, ``decode``, ``reconstruct`` and ``sample`` as in dlcore."""
+
+        def __init__(self, encoder, fc_mu, fc_logvar, decoder, image_shape):
+            super().__init__()
+            self.encoder, self.fc_mu, self.fc_logvar, self.decoder = encoder, fc_mu, fc_logvar, decoder
+            self.image_shape = tuple(image_shape)
+
+        def encode(self, x):
+            h = self.encoder(x)
+            return self.fc_mu(h), self.fc_logvar(h)
+
+        def decode(self, z):
+            return torch.sigmoid(self.decoder(z)).reshape((-1,) + self.image_shape)
+
+        def reconstruct(self, x):
+            return self.decode(self.encode(x)[0])
+
+        def sample(self, n):
+            return self.decode(torch.randn(n, self.fc_mu.out_features, dtype=self.fc_mu.weight.dtype))
+
+        def forward(self, x, eps=None):
+            mu, logvar = self.encode(x)
+            eps = torch.randn_like(mu) if eps is None else eps
+            logits = self.decoder(mu + torch.exp(0.5 * logvar) * eps)
+            reconstruction = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, x.reshape(len(x), -1), reduction="none").sum(dim=1)
+            kl = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar).sum(dim=1)
+            return reconstruction + kl
+
+    return {"Residual": Residual, "GlobalAvgPool2d": GlobalAvgPool2d, "Autoencoder": Autoencoder, "VAE": VAE}
 
 
 def _conv_options(m):
@@ -75,6 +107,9 @@ def _translate(m, path):
         return own["Residual"](_translate(m.block, f"{path}.block"), shortcut)
     if kind is networks.Autoencoder:
         return own["Autoencoder"](_translate(m.encoder, "encoder"), _translate(m.decoder, "decoder"))
+    if kind is generative.VAE:
+        return own["VAE"](_translate(m.encoder, "encoder"), _translate(m.fc_mu, "fc_mu"),
+                          _translate(m.fc_logvar, "fc_logvar"), _translate(m.decoder, "decoder"), m.image_shape)
     if kind is networks.GlobalAvgPool2d:
         return own["GlobalAvgPool2d"]()
     if kind is nn.Linear:
@@ -105,7 +140,7 @@ def _translate(m, path):
     if kind in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.Identity):
         return getattr(tnn, kind.__name__)()
     raise TypeError(f"to_torch: no torch equivalent known for {kind.__name__} at "
-                    f"{path or 'the top level'!r}; supported: Sequential, Residual, Autoencoder, "
+                    f"{path or 'the top level'!r}; supported: Sequential, Residual, Autoencoder, VAE, "
                     "Linear, Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d, GlobalAvgPool2d, Upsample, "
                     "BatchNorm1d/2d, InstanceNorm2d, Flatten, Dropout and the activations")
 

@@ -10,10 +10,11 @@ channel f and output position (i, j)::
 where ``xpad`` is ``x`` with ``pad_h`` rows of zeros above and below and ``pad_w`` columns
 of zeros left and right (``np.pad``), ``Cg = C // groups`` input channels per group and
 ``g = f // (F // groups)`` the group of output channel f (with groups=1 and dilation 1,
-the textbook formula). Loop over n, f, i and j; the window is one slice with a step,
-``xpad[n, g*Cg:(g+1)*Cg, top:top + dilation_h*(KH-1) + 1:dilation_h, ...]``, and its sum
-one ``np.sum`` of a product. Write the result into ``out`` (``out[...] = ...`` or item
-by item) -- do not rebind ``out``, the caller reads the array it passed.
+the textbook formula). Loop over n, f, i and j; with ``top = i*stride_h`` the window is
+one slice with a step, ``xpad[n, g*Cg:(g+1)*Cg, top:top + dilation_h*(KH-1) + 1:dilation_h, ...]``
+(columns alike), and its sum one ``np.sum`` of its product with ``weight[f]``. Write the
+result into ``out`` (``out[...] = ...`` or item by item) -- do not rebind ``out``, the
+caller reads the array it passed.
 
 Arguments (the contract of every dlcore kernel: see dlcore/backends/numpy_kernels/conv.py)
     x        (N, C, H, W) input, float32 or float64
