@@ -196,8 +196,12 @@ def run(args):
         if args.backend is not None:
             dlcore.set_backend(args.backend)
         if args.threads is not None:
+            from .backends.threads import MAX_THREADS
+
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            if args.threads > MAX_THREADS:  # refused before the oversubscription warning
+                raise ValueError(f"--threads must be at most {MAX_THREADS} (dlcore's cap), got {args.threads}")
             if args.threads > _usable_cores():
                 print(f"warning: --threads {args.threads} is more than the {_usable_cores()} cores available; "
                       "threads beyond the cores wait for each other and make the kernels slower",

@@ -29,6 +29,12 @@ from dlcore import nn
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
+# tests/test_fuzz.py runs this file in a child process: it must fuzz the same dlcore (the
+# installed one, under a plain `pytest`), not a source tree that happens to be on sys.path.
+_EXPECTED = os.environ.get("DLCORE_FUZZ_EXPECT_PARENT")
+_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(dlcore.__file__)))
+assert _EXPECTED is None or os.path.samefile(_PARENT, _EXPECTED), f"fuzzing the dlcore in {_PARENT}, not {_EXPECTED}"
+
 EXAMPLES = int(os.environ.get("DLCORE_FUZZ_EXAMPLES", "25"))
 fuzz = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 25,
                 suppress_health_check=list(HealthCheck), print_blob=True)

@@ -1,5 +1,5 @@
 """Installing without a working C compiler, and the hints the package gives (issue 9,
-items 9 and 10).
+items 9 and 10); the AddressSanitizer build switch (item 11).
 
 The full check, ``CC=/bin/false pip install .`` in a scratch virtual environment, takes
 about a minute; it was run by hand (see the report of issue 9). These tests run the same
@@ -51,6 +51,42 @@ def test_broken_compiler_builds_nothing_and_leaves_a_note(tmp_path):
 def test_broken_compiler_is_an_error_when_ci_asks(tmp_path, strict):
     proc = _build_ext(tmp_path, CC="/bin/false", **{strict: "1"})
     assert proc.returncode != 0 and "does not work" in proc.stderr
+
+
+def _libasan():
+    try:
+        path = subprocess.run([os.environ.get("CC", "gcc"), "-print-file-name=libasan.so"], capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+    except OSError:
+        return None
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+@needs_source
+@pytest.mark.skipif(_libasan() is None, reason="needs gcc with libasan")
+def test_sanitize_address_build_keeps_openmp(tmp_path):
+    """Item 11: with DLCORE_SANITIZE=address the OpenMP probe is built with the sanitizer
+    too, so the build keeps OpenMP (DLCORE_FAIL_NO_OPENMP=1 would fail it otherwise)."""
+    proc = _build_ext(tmp_path, DLCORE_SANITIZE="address", DLCORE_FAIL_NO_OPENMP="1")
+    assert proc.returncode == 0, proc.stderr
+    built = list((tmp_path / "lib" / "dlcore" / "backends" / "cython_kernels").glob("_info*.so"))
+    assert len(built) == 1, proc.stderr
+    code = ("import importlib.machinery as m, importlib.util as u; "
+            f"loader = m.ExtensionFileLoader('dlcore.backends.cython_kernels._info', {str(built[0])!r}); "
+            "mod = u.module_from_spec(u.spec_from_loader(loader.name, loader)); loader.exec_module(mod); "
+            "i = mod.compiled_info(); print(i['openmp'], i['compile_args'])")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLCORE_")}
+    env.update(LD_PRELOAD=_libasan(), ASAN_OPTIONS="detect_leaks=0")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    openmp, args = run.stdout.split(" ", 1)
+    assert openmp == "True" and "-fsanitize=address" in args.split() and "-fopenmp" in args.split(), run.stdout
+
+
+@needs_source
+def test_sanitize_accepts_only_address(tmp_path):
+    proc = _build_ext(tmp_path, DLCORE_SANITIZE="thread")
+    assert proc.returncode != 0 and "DLCORE_SANITIZE='thread'" in proc.stderr
 
 
 def _package_copy(tmp_path, note):

@@ -35,6 +35,15 @@ def test_threads_zero_names_the_option(capsys):
     assert code == 2 and "--threads must be >= 1, got 0" in err
 
 
+@pytest.mark.parametrize("n", ["100000", str(2**31), str(2**70)])
+def test_threads_above_the_cap_name_the_option(capsys, n):
+    from dlcore.backends.threads import MAX_THREADS
+
+    code, out, err = _run(capsys, "--threads", n)
+    assert code == 2 and f"--threads must be at most {MAX_THREADS}" in err and f"got {n}" in err
+    assert "warning" not in err and out == ""
+
+
 def test_more_threads_than_cores_warns(capsys, monkeypatch):
     import dlcore.cli_train as cli
 

@@ -10,10 +10,13 @@ import sys
 
 import pytest
 
+import dlcore
+
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+DLCORE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(dlcore.__file__)))
 
 
 @pytest.mark.torch
@@ -22,8 +25,12 @@ def test_fuzz_cases_in_a_subprocess():
     timeout = 300 + 2 * examples  # seconds; a hang fails the test instead of blocking CI
     cmd = [sys.executable, "-X", "faulthandler", "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "-W", "ignore::RuntimeWarning", os.path.join(HERE, "fuzz_cases.py")]
+    # The child imports the dlcore this process imported (the installed one under a plain
+    # `pytest`), from a working directory that does not put the source tree on sys.path.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([DLCORE_PARENT, os.environ.get("PYTHONPATH", "")]),
+               DLCORE_FUZZ_EXPECT_PARENT=DLCORE_PARENT)
     try:
-        proc = subprocess.run(cmd, cwd=os.getcwd(), capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=HERE, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the fuzz suite hung (no result in {timeout} s):\n{(exc.stdout or '')[-3000:]}")
     report = (proc.stdout + proc.stderr)[-6000:]

@@ -6,8 +6,8 @@ its arguments agree, and indices that come from the caller are range-checked. Ev
 below fed to an unchecked kernel wrote or read past a buffer (or crashed). The NumPy twins
 cannot go out of bounds; they refuse out-of-range indices and targets too (NumPy would
 wrap a negative one silently), while a few size mismatches there just broadcast, so the
-size tests run on the compiled backend. (The convolution kernels are covered by the
-convolution's own tests.)
+size tests run on the compiled backend. The table at the end holds every kernel of the
+registry, so a new kernel without such cases fails.
 """
 import numpy as np
 import pytest
@@ -231,3 +231,169 @@ def _opt_calls(n, short):
 def test_optimizer_kernels_short_state(compiled, case):
     with pytest.raises(ValueError):
         _opt_calls(40_000, 17)[case](_k())
+
+
+# ---- every kernel of the registry ---------------------------------------------------------------
+# One consistent call per kernel, and variants that each change one argument so that the
+# sizes no longer agree. A kernel added to dlcore.backends.KERNELS without an entry here
+# fails test_every_kernel_has_buffer_cases: its author must say what it checks.
+
+def _table():
+    """kernel name -> (consistent arguments by parameter name, {parameter: [bad values]})."""
+    f, i8 = _f, (lambda *s: np.zeros(s, np.int64))
+    t = {}
+    # im2col/col2im: x (2, 3, 6, 6), 3x3 windows, padding 1 -> cols (2, 27, 36)
+    win = dict(kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1)
+    bad_win = {"kernel_h": [0, 9], "stride_w": [0], "pad_h": [-1], "dilation_w": [0, 4]}
+    t["im2col"] = (dict(x=f(2, 3, 6, 6), cols=f(2, 27, 36), **win, n_threads=2),
+                   {"cols": [f(2, 27, 35), f(2, 26, 36), f(1, 27, 36)], **bad_win})
+    t["col2im"] = (dict(cols=f(2, 27, 36), x=f(2, 3, 6, 6), **win, n_threads=2),
+                   {"cols": [f(2, 27, 35), f(2, 26, 36), f(1, 27, 36)], "x": [f(2, 3, 6, 5)], **bad_win})
+    # conv2d: x (2, 4, 6, 6), weight (6, 2, 3, 3) in 2 groups, padding 1 -> out (2, 6, 6, 6)
+    geo = dict(stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1, groups=2, n_threads=2)
+    bad_geo = {"stride_h": [0], "pad_w": [-1], "dilation_h": [0, 4], "groups": [0, 3, 4]}
+    t["conv2d_forward"] = (
+        dict(x=f(2, 4, 6, 6), weight=f(6, 2, 3, 3), bias=f(6), out=f(2, 6, 6, 6), **geo),
+        {"weight": [f(6, 4, 3, 3), f(6, 1, 3, 3)], "bias": [f(5), f(7)],
+         "out": [f(2, 6, 6, 5), f(2, 6, 5, 6), f(2, 5, 6, 6), f(3, 6, 6, 6)], **bad_geo})
+    t["conv2d_backward"] = (
+        dict(x=f(2, 4, 6, 6), weight=f(6, 2, 3, 3), grad_output=f(2, 6, 6, 6), grad_input=f(2, 4, 6, 6),
+             grad_weight=f(6, 2, 3, 3), grad_bias=f(6), **geo),
+        {"weight": [f(6, 4, 3, 3)], "grad_output": [f(2, 6, 6, 5), f(2, 5, 6, 6), f(1, 6, 6, 6)],
+         "grad_input": [f(2, 4, 6, 5), f(2, 3, 6, 6), f(1, 4, 6, 6)],
+         "grad_weight": [f(6, 2, 3, 2), f(5, 2, 3, 3)], "grad_bias": [f(5), f(7)], **bad_geo})
+    # conv_transpose2d: x (2, 4, 5, 5), weight (4, 3, 3, 3) in 2 groups, padding 1 -> out (2, 6, 5, 5)
+    t["conv_transpose2d_forward"] = (
+        dict(x=f(2, 4, 5, 5), weight=f(4, 3, 3, 3), bias=f(6), out=f(2, 6, 5, 5), **geo),
+        {"weight": [f(4, 2, 3, 3), f(3, 3, 3, 3)], "bias": [f(5), f(7)],
+         "out": [f(2, 6, 4, 5), f(2, 6, 5, 4), f(3, 6, 5, 5), f(1, 6, 5, 5), f(2, 4, 5, 5)], **bad_geo})
+    t["conv_transpose2d_backward"] = (
+        dict(x=f(2, 4, 5, 5), weight=f(4, 3, 3, 3), grad_output=f(2, 6, 5, 5), grad_input=f(2, 4, 5, 5),
+             grad_weight=f(4, 3, 3, 3), grad_bias=f(6), **geo),
+        {"weight": [f(4, 2, 3, 3)], "grad_output": [f(2, 6, 4, 5), f(1, 6, 5, 5), f(2, 4, 5, 5)],
+         "grad_input": [f(2, 4, 5, 4), f(2, 2, 5, 5), f(1, 4, 5, 5)],
+         "grad_weight": [f(4, 3, 3, 2), f(2, 3, 3, 3)], "grad_bias": [f(5), f(4)], **bad_geo})
+    # pooling: x (2, 3, 8, 8), 2x2 windows, stride 2 -> (2, 3, 4, 4)
+    pw = dict(kernel_h=2, kernel_w=2, stride_h=2, stride_w=2, pad_h=0, pad_w=0)
+    bad_pw = {"kernel_w": [0, 20], "stride_h": [0], "pad_h": [-1, 2]}
+    t["max_pool2d_forward"] = (
+        dict(x=f(2, 3, 8, 8), out=f(2, 3, 4, 4), indices=i8(2, 3, 4, 4), **pw, n_threads=2),
+        {"out": [f(2, 3, 4, 3), f(2, 3, 5, 5), f(2, 2, 4, 4), f(3, 3, 4, 4)],
+         "indices": [i8(2, 3, 4, 3), i8(1, 3, 4, 4)], **bad_pw})
+    t["avg_pool2d_forward"] = (dict(x=f(2, 3, 8, 8), out=f(2, 3, 4, 4), **pw, n_threads=2),
+                               {"out": [f(2, 3, 4, 3), f(2, 3, 5, 5), f(2, 2, 4, 4), f(3, 3, 4, 4)], **bad_pw})
+    t["avg_pool2d_backward"] = (dict(grad_output=f(2, 3, 4, 4), grad_input=f(2, 3, 8, 8), **pw, n_threads=2),
+                                {"grad_input": [f(2, 3, 7, 7), f(2, 2, 8, 8), f(1, 3, 8, 8)], **bad_pw})
+    for name in ("max_pool2d_backward", "max_unpool2d_backward"):  # (small, indices, large)
+        small, large = ("grad_output", "grad_input") if name.startswith("max_pool") else ("grad_input", "grad_output")
+        bad_idx = i8(2, 3, 2, 2)
+        bad_idx[1, 2, 1, 1] = 16
+        t[name] = (dict(grad_output=None, indices=i8(2, 3, 2, 2), grad_input=None, n_threads=2)
+                   | {small: f(2, 3, 2, 2), large: f(2, 3, 4, 4)},
+                   {small: [f(2, 3, 2, 3), f(2, 2, 2, 2), f(1, 3, 2, 2)], large: [f(2, 2, 4, 4), f(3, 3, 4, 4)],
+                    "indices": [i8(2, 3, 2, 1), i8(2, 3, 1, 2), i8(1, 3, 2, 2), bad_idx]})
+    bad_idx = i8(2, 3, 2, 2)
+    bad_idx[0, 0, 0, 0] = -1
+    t["max_unpool2d_forward"] = (dict(x=f(2, 3, 2, 2), indices=i8(2, 3, 2, 2), out=f(2, 3, 4, 4), n_threads=2),
+                                 {"x": [f(2, 3, 2, 3), f(1, 3, 2, 2)], "out": [f(2, 2, 4, 4), f(1, 3, 4, 4)],
+                                  "indices": [i8(2, 3, 2, 1), i8(2, 2, 2, 2), bad_idx]})
+    # activations
+    n = 50_000  # more than one parallel chunk
+    for op, extra in ELEMENTWISE.items():
+        slope = {"negative_slope": 0.1} if extra else {}
+        t[op + "_forward"] = (dict(x=f(n), out=f(n), **slope, n_threads=2), {"out": [f(n - 1), f(n + 1), f(3)]})
+        second = "x" if op in ("leaky_relu", "silu") else "output"
+        t[op + "_backward"] = (dict(grad_output=f(n), **{second: f(n)}, grad_input=f(n), **slope, n_threads=2),
+                               {second: [f(n - 1), f(10)], "grad_input": [f(n - 7), f(n + 1)]})
+    for op in ROWS:
+        t[op + "_forward"] = (dict(x=f(4, 5), out=f(4, 5), n_threads=2), {"out": [f(4, 6), f(3, 5), f(1, 1)]})
+        t[op + "_backward"] = (dict(grad_output=f(4, 5), output=f(4, 5), grad_input=f(4, 5), n_threads=2),
+                               {"output": [f(4, 6), f(3, 5)], "grad_input": [f(4, 4), f(5, 5)]})
+    x, tg, loss, m, ls = _ce_buffers()
+    big = i8(4)
+    big[3] = 3
+    t["softmax_cross_entropy_forward"] = (
+        dict(logits=x, target=tg, loss=loss, row_max=m, log_sum=ls, n_threads=2),
+        {"target": [tg[:3], i8(5), big], "loss": [loss[:3]], "row_max": [m[:1]], "log_sum": [np.zeros(5)]})
+    t["softmax_cross_entropy_backward"] = (
+        dict(grad_output=loss, logits=x, target=tg, row_max=m, log_sum=ls, grad_input=f(4, 3), n_threads=2),
+        {"grad_output": [loss[:2]], "target": [tg[:3], big], "row_max": [m[:3]], "log_sum": [ls[:2]],
+         "grad_input": [f(4, 2), f(3, 3), f(5, 3)]})
+    # optimizers (float64 state): 40,000 parameters, a state array one element short
+    p, s = 40_000, 39_999
+    d = lambda k: np.zeros(k)  # noqa: E731
+    t["sgd_step"] = (dict(param=d(p), grad=d(p), momentum_buffer=d(p), lr=0.1, momentum=0.9, dampening=0.0,
+                          weight_decay=0.0, nesterov=False, first_step=False, n_threads=2),
+                     {"grad": [d(s)], "momentum_buffer": [d(s), d(0)]})
+    t["adagrad_step"] = (dict(param=d(p), grad=d(p), state_sum=d(p), lr=0.1, lr_decay=0.0, weight_decay=0.0,
+                              eps=1e-10, step=1, n_threads=2), {"grad": [d(s)], "state_sum": [d(s), d(p + 1)]})
+    t["rmsprop_step"] = (dict(param=d(p), grad=d(p), square_avg=d(p), grad_avg=d(p), momentum_buffer=d(p), lr=0.1,
+                              alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.9, centered=True, n_threads=2),
+                         {"grad": [d(s)], "square_avg": [d(s)], "grad_avg": [d(s), d(0)],
+                          "momentum_buffer": [d(s), d(0)]})
+    for name in ("adam_step", "adamw_step"):
+        t[name] = (dict(param=d(p), grad=d(p), exp_avg=d(p), exp_avg_sq=d(p), max_exp_avg_sq=d(p), lr=0.1,
+                        beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, amsgrad=True, step=1, n_threads=2),
+                   {"grad": [d(s)], "exp_avg": [d(s)], "exp_avg_sq": [d(s)], "max_exp_avg_sq": [d(s), d(0)]})
+    # normalization: x (3, 4, 10); per-group arrays (3, 4) (per plane) or (1, 4) (per channel)
+    xn = f(3, 4, 10)
+    groups = lambda s=3: d((s, 4))  # noqa: E731  (float64 sums and shifts)
+    bad_groups = [groups(2), d((3, 5)), d((1, 3))]
+    t["norm_moments"] = (dict(x=xn, shift=groups(), sum1=groups(), sum2=groups(), n_threads=2),
+                         {"shift": bad_groups, "sum1": bad_groups + [groups(1)], "sum2": bad_groups + [groups(1)]})
+    t["norm_grad_sums"] = (dict(g=f(3, 4, 10), x=xn, mean=groups(1), sum_g=groups(1), sum_gx=groups(1), n_threads=2),
+                           {"g": [f(3, 4, 9), f(2, 4, 10), f(3, 3, 10)], "mean": bad_groups,
+                            "sum_g": bad_groups + [groups(3)], "sum_gx": bad_groups + [groups(3)]})
+    co = lambda s=3, c=4: f(s, c)  # noqa: E731  (coefficients in x's dtype)
+    bad_co = [co(2), co(3, 5), co(1, 3), co(4)]
+    t["norm_affine_forward"] = (dict(x=xn, a=co(), b=co(), out=f(3, 4, 10), n_threads=2),
+                                {"a": bad_co, "b": bad_co + [co(1)], "out": [f(3, 4, 9), f(2, 4, 10), f(3, 5, 10)]})
+    t["norm_affine_backward"] = (
+        dict(g=f(3, 4, 10), x=xn, a=co(1), b=co(1), c=co(1), grad_input=f(3, 4, 10), n_threads=2),
+        {"g": [f(3, 4, 9), f(3, 3, 10)], "a": bad_co, "b": bad_co + [co()], "c": bad_co + [co()],
+         "grad_input": [f(3, 4, 11), f(4, 4, 10)]})
+    return t
+
+
+CASES = _table()
+
+
+def test_every_kernel_has_buffer_cases():
+    registered = set(backends.KERNEL_NAMES)
+    assert not registered - set(CASES), (
+        f"kernels without inconsistent-buffer cases in {__name__}._table: {sorted(registered - set(CASES))}")
+    assert not set(CASES) - registered, f"cases for kernels that no longer exist: {sorted(set(CASES) - registered)}"
+
+
+@pytest.mark.parametrize("name", backends.KERNEL_NAMES)
+def test_kernel_refuses_inconsistent_buffers(compiled, name):
+    if name not in CASES:
+        pytest.fail(f"{name} has no inconsistent-buffer cases (add them to _table)")
+    good, bad = CASES[name]
+    kernel = getattr(_k(), name)
+    params = list(good)
+    kernel(*good.values())  # the consistent call runs
+    assert bad, f"{name}: no inconsistent variant"
+    for param, values in bad.items():
+        assert param in params, f"{name} has no parameter {param!r}"
+        for value in values:
+            args = dict(good, **{param: value})
+            with pytest.raises(ValueError) as info:
+                kernel(*args.values())
+            # The kernel's own check, not Cython's argument conversion (wrong dtype or ndim):
+            # a variant that fails there would test nothing.
+            assert not str(info.value).startswith(("Buffer", "ndarray is not")), (name, param, info.value)
+    # A team size no thread policy gives: libgomp would abort (negative) or crash (100,000).
+    for n_threads in (0, -1, 100_000):
+        with pytest.raises(ValueError, match="n_threads"):
+            kernel(*dict(good, n_threads=n_threads).values())
+
+
+def test_table_parameters_match_the_twins():
+    """The cases pass arguments by position in the order of the NumPy twin's signature."""
+    import inspect
+
+    from dlcore.backends import numpy_kernels
+
+    for name, (good, _) in CASES.items():
+        assert list(good) == list(inspect.signature(getattr(numpy_kernels, name)).parameters), name

@@ -27,3 +27,14 @@ cdef extern from *:
     int omp_get_max_threads() noexcept nogil
     int omp_get_thread_num() noexcept nogil
     int omp_get_num_procs() noexcept nogil
+
+
+# Every kernel's first statement: its team size must be one dlcore.backends.threads could
+# have given, 1 to max(512, 4 x cores) (threads.MAX_THREADS). A direct call with another
+# value would make libgomp abort (a negative count is a huge unsigned one) or crash the
+# interpreter (tens of thousands of threads).
+cdef inline int check_threads(int n_threads) except -1:
+    cdef int most = max(512, 4 * omp_get_num_procs())
+    if n_threads < 1 or n_threads > most:
+        raise ValueError(f"n_threads must be in [1, {most}], got {n_threads}")
+    return 0

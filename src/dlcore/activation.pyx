@@ -42,7 +42,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp, fabs, log, tanh
 from libc.stdint cimport int64_t
 
-from dlcore._common cimport floating, intp_t
+from dlcore._common cimport check_threads, floating, intp_t
 
 __all__ = [
     "relu_forward",
@@ -317,6 +317,7 @@ def relu_forward(const floating[::1] x,  # IN (n,)
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t n = x.shape[0], c
     _check_len("out", out.shape[0], n)
     with nogil:
@@ -329,6 +330,7 @@ def relu_backward(const floating[::1] grad_output,  # IN (n,)
                   floating[::1] grad_input,         # OUT (n,)
                   int n_threads):
     """grad_input = grad_output * [output > 0]; arrays (n,) of one float dtype. See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = grad_output.shape[0], c
     _check_len("output", output.shape[0], n)
     _check_len("grad_input", grad_input.shape[0], n)
@@ -343,6 +345,7 @@ def leaky_relu_forward(const floating[::1] x,  # IN (n,)
                        double negative_slope,
                        int n_threads):
     """out = x if x > 0 else negative_slope * x; arrays (n,) of one float dtype. See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = x.shape[0], c
     _check_len("out", out.shape[0], n)
     cdef floating slope = <floating>negative_slope
@@ -357,6 +360,7 @@ def leaky_relu_backward(const floating[::1] grad_output,  # IN (n,)
                         double negative_slope,
                         int n_threads):
     """grad_input = grad_output * (1 if x > 0 else negative_slope). See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = grad_output.shape[0], c
     _check_len("x", x.shape[0], n)
     _check_len("grad_input", grad_input.shape[0], n)
@@ -371,6 +375,7 @@ def sigmoid_forward(const floating[::1] x,  # IN (n,)
                     floating[::1] out,      # OUT (n,)
                     int n_threads):
     """out = 1 / (1 + exp(-x)), overflow-free; arrays (n,) of one float dtype. See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = x.shape[0], c
     _check_len("out", out.shape[0], n)
     with nogil:
@@ -383,6 +388,7 @@ def sigmoid_backward(const floating[::1] grad_output,  # IN (n,)
                      floating[::1] grad_input,         # OUT (n,)
                      int n_threads):
     """grad_input = grad_output * y * (1 - y). See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = grad_output.shape[0], c
     _check_len("output", output.shape[0], n)
     _check_len("grad_input", grad_input.shape[0], n)
@@ -396,6 +402,7 @@ def tanh_forward(const floating[::1] x,  # IN (n,)
                  floating[::1] out,      # OUT (n,)
                  int n_threads):
     """out = tanh(x); arrays (n,) of one float dtype. See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = x.shape[0], c
     _check_len("out", out.shape[0], n)
     with nogil:
@@ -408,6 +415,7 @@ def tanh_backward(const floating[::1] grad_output,  # IN (n,)
                   floating[::1] grad_input,         # OUT (n,)
                   int n_threads):
     """grad_input = grad_output * (1 - y^2). See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = grad_output.shape[0], c
     _check_len("output", output.shape[0], n)
     _check_len("grad_input", grad_input.shape[0], n)
@@ -421,6 +429,7 @@ def silu_forward(const floating[::1] x,  # IN (n,)
                  floating[::1] out,      # OUT (n,)
                  int n_threads):
     """out = x * sigmoid(x); arrays (n,) of one float dtype. See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = x.shape[0], c
     _check_len("out", out.shape[0], n)
     with nogil:
@@ -433,6 +442,7 @@ def silu_backward(const floating[::1] grad_output,  # IN (n,)
                   floating[::1] grad_input,         # OUT (n,)
                   int n_threads):
     """grad_input = grad_output * s * (1 + x * (1 - s)), s = sigmoid(x). See the twin."""
+    check_threads(n_threads)
     cdef intp_t n = grad_output.shape[0], c
     _check_len("x", x.shape[0], n)
     _check_len("grad_input", grad_input.shape[0], n)
@@ -534,6 +544,7 @@ def softmax_forward(const floating[:, ::1] x,  # IN (R, C)
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t R = x.shape[0], C = x.shape[1], r
     _check_shape("out", out.shape[0], out.shape[1], R, C)
     if C == 0:
@@ -548,6 +559,7 @@ def softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
                      floating[:, ::1] grad_input,         # OUT (R, C)
                      int n_threads):
     """grad_input[r] = y_r * (g_r - <g_r, y_r>). See the twin."""
+    check_threads(n_threads)
     cdef intp_t R = grad_output.shape[0], C = grad_output.shape[1], r
     _check_shape("output", output.shape[0], output.shape[1], R, C)
     _check_shape("grad_input", grad_input.shape[0], grad_input.shape[1], R, C)
@@ -562,6 +574,7 @@ def log_softmax_forward(const floating[:, ::1] x,  # IN (R, C)
                         floating[:, ::1] out,      # OUT (R, C)
                         int n_threads):
     """out[r] = (x_r - max x_r) - log sum exp(x_r - max x_r). See the twin."""
+    check_threads(n_threads)
     cdef intp_t R = x.shape[0], C = x.shape[1], r
     _check_shape("out", out.shape[0], out.shape[1], R, C)
     if C == 0:
@@ -576,6 +589,7 @@ def log_softmax_backward(const floating[:, ::1] grad_output,  # IN (R, C)
                          floating[:, ::1] grad_input,         # OUT (R, C)
                          int n_threads):
     """grad_input[r] = g_r - exp(y_r) * sum(g_r). See the twin."""
+    check_threads(n_threads)
     cdef intp_t R = grad_output.shape[0], C = grad_output.shape[1], r
     _check_shape("output", output.shape[0], output.shape[1], R, C)
     _check_shape("grad_input", grad_input.shape[0], grad_input.shape[1], R, C)
@@ -617,6 +631,7 @@ def softmax_cross_entropy_forward(const floating[:, ::1] logits,  # IN (N, C)
     row_max, log_sum : ndarrays of shape (N,), float64, written
     n_threads : int
     """
+    check_threads(n_threads)
     cdef intp_t N = logits.shape[0], C = logits.shape[1], i
     cdef floating m
     cdef double log_s
@@ -644,6 +659,7 @@ def softmax_cross_entropy_backward(const floating[::1] grad_output,  # IN (N,)
                                    floating[:, ::1] grad_input,      # OUT (N, C)
                                    int n_threads):
     """grad_input[i, j] = grad_output[i] * (exp((x[i, j] - m_i) - log_sum[i]) - [j == t_i]). See the twin."""
+    check_threads(n_threads)
     cdef intp_t N = logits.shape[0], C = logits.shape[1], i, j
     cdef double g, m, ls
     _check_len("grad_output", grad_output.shape[0], N)

@@ -46,7 +46,7 @@ from cython.parallel cimport parallel, prange, threadid
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from dlcore._common cimport floating, intp_t
+from dlcore._common cimport check_threads, floating, intp_t
 
 __all__ = [
     "im2col",
@@ -485,6 +485,7 @@ def im2col(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
 
     Same contract as the NumPy twin; bitwise the same result.
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t KK = kernel_h * kernel_w, p, n, c
     OH, OW = _check_window((H, W), kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
@@ -519,6 +520,7 @@ def col2im(const floating[:, :, ::1] cols,     # IN  (N, C*KH*KW, OH*OW)
         OpenMP threads for the loop over the N*C planes (planes never share a pixel, so the
         sums are race-free and each pixel adds its terms in the twin's (kh, kw) order).
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t KK = kernel_h * kernel_w, p, n, c
     OH, OW = _check_window((H, W), kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
@@ -649,6 +651,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
 
     Same contract as the NumPy twin.
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t F = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
     cdef const floating[::1] b
@@ -750,6 +753,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
 
     Same contract as the NumPy twin.
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t F = weight.shape[0], KH = weight.shape[2], KW = weight.shape[3]
     cdef floating[:, :, :, ::1] gi
@@ -829,6 +833,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_
                              intp_t stride_h, intp_t stride_w, intp_t pad_h, intp_t pad_w,
                              intp_t dilation_h, intp_t dilation_w, intp_t groups, int n_threads):
     """``out = col2im(W2.T @ x[n]) + bias`` per group, tile by tile. Same contract as the twin."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C_in = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t KH = weight.shape[2], KW = weight.shape[3]
     cdef intp_t HO = out.shape[2], WO = out.shape[3], C_out = out.shape[1]
@@ -899,6 +904,7 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
                               intp_t stride_h, intp_t stride_w, intp_t pad_h, intp_t pad_w,
                               intp_t dilation_h, intp_t dilation_w, intp_t groups, int n_threads):
     """Gradients of conv_transpose2d_forward, tile by tile; grad_input None skips dL/dx."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C_in = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t KH = weight.shape[2], KW = weight.shape[3]
     cdef intp_t HO = grad_output.shape[2], WO = grad_output.shape[3], C_out = grad_output.shape[1]

@@ -22,9 +22,27 @@ plane, ``r`` row of a per-group array (``n``, or 0 when ``S = 1``).
 """
 from cython.parallel cimport prange
 
-from dlcore._common cimport floating, intp_t
+from dlcore._common cimport check_threads, floating, intp_t
 
 __all__ = ["norm_moments", "norm_grad_sums", "norm_affine_forward", "norm_affine_backward"]
+
+# The loops below index every array by the sizes of x, unchecked, so each def first checks
+# in O(1) that all its arguments agree (a short sum or coefficient array would otherwise be
+# read or written past its end).
+cdef int _check_like_x(str name, tuple got, intp_t N, intp_t C, intp_t L) except -1:
+    if got != (N, C, L):
+        raise ValueError(f"{name} must have x's shape {(N, C, L)}, got {got}")
+    return 0
+
+
+cdef int _check_groups(str name, tuple got, intp_t N, intp_t C, intp_t S) except -1:
+    """A per-group array: (S, C), with S = N (per plane) or 1 (per channel), as the first one's."""
+    if got[1] != C or got[0] != S or (S != N and S != 1):
+        want = f"({S}, {C})" if S in (N, 1) else f"({N}, {C}) or (1, {C})"
+        raise ValueError(f"{name} must have shape {want} for x of shape (N, C, L) = "
+                         f"({N}, {C}, L), got {got}")
+    return 0
+
 
 cdef inline double _total(const double* a) noexcept nogil:
     # The eight partial sums in one fixed order.
@@ -106,7 +124,11 @@ def norm_moments(const floating[:, :, ::1] x,  # IN (N, C, L)
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], p, c
+    _check_groups("shift", (shift.shape[0], shift.shape[1]), N, C, shift.shape[0])
+    _check_groups("sum1", (sum1.shape[0], sum1.shape[1]), N, C, shift.shape[0])
+    _check_groups("sum2", (sum2.shape[0], sum2.shape[1]), N, C, shift.shape[0])
     if N == 0 or L == 0:
         sum1[:, :] = 0
         sum2[:, :] = 0
@@ -128,7 +150,12 @@ def norm_grad_sums(const floating[:, :, ::1] g,  # IN (N, C, L) dL/dy
                    double[:, ::1] sum_gx,        # OUT (S, C)
                    int n_threads):
     """sum_g = sum g, sum_gx = sum g * (x - mean) per plane (S = N) or channel (S = 1). See the twin."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], p, c
+    _check_like_x("g", (g.shape[0], g.shape[1], g.shape[2]), N, C, L)
+    _check_groups("mean", (mean.shape[0], mean.shape[1]), N, C, mean.shape[0])
+    _check_groups("sum_g", (sum_g.shape[0], sum_g.shape[1]), N, C, mean.shape[0])
+    _check_groups("sum_gx", (sum_gx.shape[0], sum_gx.shape[1]), N, C, mean.shape[0])
     if N == 0 or L == 0:
         sum_g[:, :] = 0
         sum_gx[:, :] = 0
@@ -186,7 +213,11 @@ def norm_affine_forward(const floating[:, :, ::1] x,  # IN (N, C, L)
                         floating[:, :, ::1] out,      # OUT (N, C, L)
                         int n_threads):
     """out[n, c] = a[r, c] * x[n, c] + b[r, c], r = n (S = N) or 0 (S = 1). See the twin."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], n, p, r
+    _check_groups("a", (a.shape[0], a.shape[1]), N, C, a.shape[0])
+    _check_groups("b", (b.shape[0], b.shape[1]), N, C, a.shape[0])
+    _check_like_x("out", (out.shape[0], out.shape[1], out.shape[2]), N, C, L)
     cdef bint per_plane = a.shape[0] == N
     if N == 0 or L == 0:
         return
@@ -210,7 +241,13 @@ def norm_affine_backward(const floating[:, :, ::1] g,  # IN (N, C, L)
                          floating[:, :, ::1] grad_input,  # OUT (N, C, L)
                          int n_threads):
     """grad_input[n, c] = a[r, c] * g[n, c] + b[r, c] * x[n, c] + c[r, c], r as the forward. See the twin."""
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], L = x.shape[2], n, p, r
+    _check_like_x("g", (g.shape[0], g.shape[1], g.shape[2]), N, C, L)
+    _check_groups("a", (a.shape[0], a.shape[1]), N, C, a.shape[0])
+    _check_groups("b", (b.shape[0], b.shape[1]), N, C, a.shape[0])
+    _check_groups("c", (c.shape[0], c.shape[1]), N, C, a.shape[0])
+    _check_like_x("grad_input", (grad_input.shape[0], grad_input.shape[1], grad_input.shape[2]), N, C, L)
     cdef bint per_plane = a.shape[0] == N
     if N == 0 or L == 0:
         return

@@ -30,7 +30,7 @@ from libc.math cimport pow
 
 from cython.parallel cimport prange
 
-from dlcore._common cimport floating, intp_t
+from dlcore._common cimport check_threads, floating, intp_t
 
 cdef extern from *:
     """
@@ -173,6 +173,7 @@ def sgd_step(floating[::1] param,             # IN/OUT
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t n = param.shape[0], c
     cdef bint use_mom = momentum != 0
     _check_size("grad", grad.shape[0], n, True)
@@ -240,6 +241,7 @@ def adagrad_step(floating[::1] param,         # IN/OUT
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t n = param.shape[0], c
     _check_size("grad", grad.shape[0], n, True)
     _check_size("state_sum", state_sum.shape[0], n, True)
@@ -338,6 +340,7 @@ def rmsprop_step(floating[::1] param,             # IN/OUT
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t n = param.shape[0], c
     cdef bint use_mom = momentum > 0
     _check_size("grad", grad.shape[0], n, True)
@@ -475,6 +478,7 @@ def adam_step(floating[::1] param,             # IN/OUT
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
           amsgrad, step, False, n_threads)
 
@@ -491,5 +495,6 @@ def adamw_step(floating[::1] param,             # IN/OUT
     Same arguments as :func:`adam_step`. Same contract as the NumPy twin. The caller
     validates and allocates.
     """
+    check_threads(n_threads)
     _adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
           amsgrad, step, True, n_threads)

@@ -21,7 +21,7 @@ from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from dlcore._common cimport floating, intp_t
+from dlcore._common cimport check_threads, floating, intp_t
 
 cdef enum:
     _CHUNK = 64  # windows scanned together in the max-pool loops (stack buffers of this size)
@@ -222,6 +222,7 @@ def max_pool2d_forward(const floating[:, :, :, ::1] x,  # IN
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t OH = out.shape[2], OW = out.shape[3], p
     _check_geometry("x", x.shape, "out", out.shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
@@ -271,6 +272,7 @@ def max_pool2d_backward(const floating[:, :, :, ::1] grad_output,  # IN
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t NC = grad_input.shape[0] * grad_input.shape[1]
     cdef intp_t HW = grad_input.shape[2] * grad_input.shape[3]
     cdef intp_t OHW = grad_output.shape[2] * grad_output.shape[3], p, bad = 0
@@ -350,6 +352,7 @@ def avg_pool2d_forward(const floating[:, :, :, ::1] x,  # IN
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef intp_t OH = out.shape[2], OW = out.shape[3], p
     _check_geometry("x", x.shape, "out", out.shape, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w)
@@ -478,6 +481,7 @@ def avg_pool2d_backward(const floating[:, :, :, ::1] grad_output,  # IN
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t N = grad_input.shape[0], C = grad_input.shape[1]
     cdef intp_t H = grad_input.shape[2], W = grad_input.shape[3]
     cdef intp_t OH = grad_output.shape[2], OW = grad_output.shape[3], p
@@ -529,6 +533,7 @@ def max_unpool2d_forward(const floating[:, :, :, ::1] x,  # IN
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t NC = x.shape[0] * x.shape[1], HW = x.shape[2] * x.shape[3]
     cdef intp_t OHW = out.shape[2] * out.shape[3], p, bad = 0
     _check_shape("indices", indices.shape, x.shape[0], x.shape[1], x.shape[2], x.shape[3])
@@ -568,6 +573,7 @@ def max_unpool2d_backward(const floating[:, :, :, ::1] grad_output,  # IN
 
     Same contract as the NumPy twin. The caller validates and allocates.
     """
+    check_threads(n_threads)
     cdef intp_t NC = grad_input.shape[0] * grad_input.shape[1]
     cdef intp_t HW = grad_input.shape[2] * grad_input.shape[3]
     cdef intp_t OHW = grad_output.shape[2] * grad_output.shape[3], p, bad = 0
