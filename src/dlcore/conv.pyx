@@ -165,7 +165,8 @@ cdef extern from *:
     """
     #if defined(__GNUC__)
     typedef float dlc_v8 __attribute__((vector_size(32)));
-    static inline dlc_v8 dlc_load8(const float* p) { dlc_v8 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+    /* a macro, not a function: a function returning a 32-byte vector changes the ABI without AVX */
+    #define dlc_load8(p) ({ dlc_v8 v_; __builtin_memcpy(&v_, (p), sizeof v_); v_; })
     #define DLC_DIRECT 1
     #else
     #define DLC_DIRECT 0
@@ -678,7 +679,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     if p.direct:
         wp = _direct_weights(weight, p.FB)
     cdef intp_t t
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
@@ -790,7 +791,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
     cdef floating[::1] bs = bsum
     cdef floating* gip = &gi[0, 0, 0, 0] if p.want_input else NULL
     cdef intp_t t, e, bsize = F if p.has_bias else 0
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
@@ -858,7 +859,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_
     work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
     cdef floating[:, ::1] ws = work
     cdef intp_t t
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
@@ -942,7 +943,7 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
     cdef floating[::1] bs = bsum
     cdef floating* gip = &gi[0, 0, 0, 0] if p.want_input else NULL
     cdef intp_t t, e, bsize = C_out if p.has_bias else 0
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
