@@ -253,6 +253,42 @@ def test_direct_forward_equals_gemm_path(xs, ws, stride, padding, dilation, bias
 
 
 @requires_compiled
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation, bias", [
+    ((9, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, True),       # LeNet conv1
+    ((9, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, True),      # LeNet conv2
+    ((3, 2, 11, 37), (5, 2, 3, 4), (2, 1), (1, 3), (2, 1), False),  # tails, row stride, dilation
+    ((2, 3, 5, 3), (7, 3, 3, 3), (1, 1), 2, (1, 2), True),          # output wider than the image
+    ((4, 1, 6, 6), (1, 1, 1, 1), 1, 0, 1, True),         # one output channel, a 1x1 window
+])
+@pytest.mark.parametrize("avx2", [True, False])
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_direct_weight_gradient_equals_gemm_path(xs, ws, stride, padding, dilation, bias, avx2, input_grad,
+                                                 rng, monkeypatch):
+    """Few input channels take the direct loops for the weight gradient too (float32)."""
+    from dlcore.backends.cython_kernels import conv as compiled
+
+    x, w = _rand(rng, xs, np.float32), _rand(rng, ws, np.float32)
+    b = _rand(rng, ws[:1], np.float32) if bias else None
+    assert ws[1] * ws[2] * ws[3] <= min(compiled.DIRECT_MAX_K, compiled.DIRECT_GW_MAX_K)
+    with dlcore.use_backend("cython"):
+        out, ctx = F.conv2d_forward(x, w, b, stride, padding, dilation)
+        g = _rand(rng, out.shape, np.float32)
+        try:
+            compiled._direct_isa(avx2)
+            direct = F.conv2d_backward(g, ctx, input_grad)
+        finally:
+            compiled._direct_isa(True)
+        monkeypatch.setattr(compiled, "DIRECT_GW_MAX_K", 0)
+        gemm = F.conv2d_backward(g, ctx, input_grad)
+    for a, c in zip(direct, gemm):
+        if c is None:
+            assert a is None
+        else:
+            assert a is not None and a.dtype == np.float32
+            assert_close(a, c, np.float32, scale=100)
+
+
+@requires_compiled
 def test_kernel_signatures_match():
     import inspect
 

@@ -16,12 +16,14 @@ general (as PyTorch):
 
 Each op validates once, then calls the active backend's kernels (compiled or NumPy,
 see :mod:`dlcore.backends`), which do im2col/col2im and one matrix product per image and
-group (the compiled kernels: per tile of images, see ``src/dlcore/conv.pyx``).
+group (the compiled kernels: per tile of images, see ``src/dlcore/conv.pyx``; for few
+input channels in float32 they convolve directly, without im2col). The compiled kernels
+get :func:`dlcore.backends.kernel_threads` threads: fewer on a busy machine.
 """
 import numpy as np
 
 from .._checks import as_floating, check_int, check_ndim, pair
-from ..backends import get_num_threads, kernels
+from ..backends import kernel_threads, kernels
 
 __all__ = [
     "conv2d",
@@ -154,7 +156,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     OH, OW = _window(x.shape[2:], (KH, KW), stride, padding, dilation)
     out = np.empty((x.shape[0], F, OH, OW), dtype=weight.dtype)
     kernels().conv2d_forward(x, weight, bias, out, *stride, *padding, *dilation, groups,
-                             get_num_threads())
+                             kernel_threads())
     return out, _ConvCtx(x, weight, bias is not None, stride, padding, dilation, groups, out.shape)
 
 
@@ -195,7 +197,7 @@ def conv2d_backward(grad_output, ctx, input_grad=True):
     grad_weight = np.empty_like(weight)
     grad_bias = np.empty(weight.shape[0], weight.dtype) if ctx.has_bias else None
     kernels().conv2d_backward(x, weight, g, grad_input, grad_weight, grad_bias, *ctx.stride,
-                              *ctx.padding, *ctx.dilation, ctx.groups, get_num_threads())
+                              *ctx.padding, *ctx.dilation, ctx.groups, kernel_threads())
     return grad_input, grad_weight, grad_bias
 
 
@@ -259,7 +261,7 @@ def conv_transpose2d_forward(x, weight, bias=None, stride=1, padding=0, output_p
                          f"dilation {dilation}, output_padding {output_padding}")
     out = np.empty((x.shape[0], C_out, HO, WO), dtype=weight.dtype)
     kernels().conv_transpose2d_forward(x, weight, bias, out, *stride, *padding, *dilation, groups,
-                                       get_num_threads())
+                                       kernel_threads())
     return out, _ConvCtx(x, weight, bias is not None, stride, padding, dilation, groups, out.shape)
 
 
@@ -289,7 +291,7 @@ def conv_transpose2d_backward(grad_output, ctx, input_grad=True):
     grad_bias = np.empty(g.shape[1], weight.dtype) if ctx.has_bias else None
     kernels().conv_transpose2d_backward(x, weight, g, grad_input, grad_weight, grad_bias,
                                         *ctx.stride, *ctx.padding, *ctx.dilation, ctx.groups,
-                                        get_num_threads())
+                                        kernel_threads())
     return grad_input, grad_weight, grad_bias
 
 
@@ -329,7 +331,7 @@ def unfold(x, kernel_size, stride=1, padding=0, dilation=1):
     OH, OW = _window(x.shape[2:], kernel, stride, padding, dilation)
     N, C = x.shape[:2]
     cols = np.empty((N, C * kernel[0] * kernel[1], OH * OW), dtype=x.dtype)
-    kernels().im2col(x, cols, *kernel, *stride, *padding, *dilation, get_num_threads())
+    kernels().im2col(x, cols, *kernel, *stride, *padding, *dilation, kernel_threads())
     return cols
 
 
@@ -369,6 +371,6 @@ def fold(cols, output_size, kernel_size, stride=1, padding=0, dilation=1):
                          f"for output_size {(H, W)}, kernel_size {kernel}, stride {stride}, "
                          f"padding {padding}, got shape {cols.shape}")
     x = np.empty((cols.shape[0], cols.shape[1] // KK, H, W), dtype=cols.dtype)
-    kernels().col2im(cols, x, *kernel, *stride, *padding, *dilation, get_num_threads())
+    kernels().col2im(cols, x, *kernel, *stride, *padding, *dilation, kernel_threads())
     return x
 

@@ -157,15 +157,36 @@ cdef inline void _gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
 # column entry, so im2col and BLAS's packing of the columns -- both copies -- cost about as
 # much as the products. The forward pass reads a zero-padded copy of the image instead,
 # with 4 output channels x 16 output columns of accumulators: two loads and eight
-# multiply-adds per tap. (The same idea for the weight gradient measured slower than
-# im2col + GEMM -- ten loads per eight multiply-adds -- so the backward keeps the GEMMs.) GNU C vector types keep the accumulators in registers; on x86-64 the loops are
-# compiled twice, for the baseline ISA and for AVX2+FMA, and the copy is picked at run
-# time from the CPU's features (no -march=native: the module runs on any x86-64 CPU).
+# multiply-adds per tap. The weight gradient has direct loops too (dlc_direct_gw: 3 output
+# channels x 3 taps, six loads per nine multiply-adds; a 4-channel, one-tap version did ten
+# loads per eight and measured slower than im2col + GEMM). GNU C vector types keep the
+# accumulators in registers; on x86-64 the loops are compiled twice, for the baseline ISA
+# and for AVX2+FMA, and the copy is picked at run time from the CPU's features (no
+# -march=native: the module runs on any x86-64 CPU).
 cdef extern from *:
     """
+    /* Row copies and row sums for im2col / col2im. restrict tells the compiler the two rows
+       never overlap, so it vectorizes without a run-time overlap test per row. Measured (one
+       core): im2col 0.37 vs 0.43 ns per number on LeNet conv2's rows of 10, no change on
+       rows of 32 -- a small gain, kept because it costs nothing. */
+    #if defined(_MSC_VER)
+    #define DLC_RESTRICT __restrict
+    #else
+    #define DLC_RESTRICT restrict
+    #endif
+    static inline void dlc_copy_f(float* DLC_RESTRICT d, const float* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[i] = s[i]; }
+    static inline void dlc_copy_d(double* DLC_RESTRICT d, const double* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[i] = s[i]; }
+    static inline void dlc_add_f(float* DLC_RESTRICT d, const float* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[i] += s[i]; }
+    static inline void dlc_add_d(double* DLC_RESTRICT d, const double* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[i] += s[i]; }
+
     #if defined(__GNUC__)
     typedef float dlc_v8 __attribute__((vector_size(32)));
-    static inline dlc_v8 dlc_load8(const float* p) { dlc_v8 v; __builtin_memcpy(&v, p, sizeof v); return v; }
+    /* a macro, not a function: a function returning a 32-byte vector changes the ABI without AVX */
+    #define dlc_load8(p) ({ dlc_v8 v_; __builtin_memcpy(&v_, (p), sizeof v_); v_; })
     #define DLC_DIRECT 1
     #else
     #define DLC_DIRECT 0
@@ -237,17 +258,104 @@ cdef extern from *:
                    (const float* xp, long C, long HP, long WP, const float* wp, long FB, long F, long KH,
                     long KW, long SH, long DH, long DW, long OH, long OW, const float* bias, float* out),
                    (xp, C, HP, WP, wp, FB, F, KH, KW, SH, DH, DW, OH, OW, bias, out))
+
+    /* The weight gradient of NT images, directly:
+       gw[f, c, kh, kw] = sum over j, oh, ow of gp[j, f, oh, ow] * xp[j, c, oh*SH + kh*DH, ow + kw*DW]
+       xp: (NT, C, HP, WP) padded images, WP >= OWP + (KW3 - 1)*DW;
+       gp: (NT, F3, OH, OWP) upstream gradients, zero in columns OW..OWP-1 (OWP a multiple of 8)
+       and in channels F..F3-1; gw: (F3, C, KH, KW3), overwritten. F3 and KW3 are F and KW
+       rounded up to multiples of 3: 3 channels x 3 taps = 9 accumulators, and per 8 columns
+       6 loads for 9 multiply-adds. Each accumulator's 8 lanes are added in a fixed order. */
+    static inline float dlc_hsum8(dlc_v8 v) {
+        float a[8];
+        __builtin_memcpy(a, &v, 32);
+        return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    }
+    static inline __attribute__((always_inline)) void dlc_direct_gw_body(
+            const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3, long OH,
+            long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw)
+    {
+        for (long f = 0; f < F3; f += 3)
+            for (long c = 0; c < C; c++)
+                for (long kh = 0; kh < KH; kh++)
+                    for (long kw = 0; kw < KW3; kw += 3) {
+                        dlc_v8 a00 = {0}, a01 = {0}, a02 = {0}, a10 = {0}, a11 = {0}, a12 = {0},
+                               a20 = {0}, a21 = {0}, a22 = {0};
+                        for (long j = 0; j < NT; j++)
+                            for (long oh = 0; oh < OH; oh++) {
+                                const float* xr = xp + ((j * C + c) * HP + oh * SH + kh * DH) * WP + kw * DW;
+                                const float* g0 = gp + ((j * F3 + f) * OH + oh) * OWP;
+                                const float* g1 = g0 + OH * OWP;
+                                const float* g2 = g1 + OH * OWP;
+                                for (long ow = 0; ow < OWP; ow += 8) {
+                                    dlc_v8 u0 = dlc_load8(g0 + ow), u1 = dlc_load8(g1 + ow), u2 = dlc_load8(g2 + ow);
+                                    dlc_v8 s = dlc_load8(xr + ow);
+                                    a00 += u0 * s; a10 += u1 * s; a20 += u2 * s;
+                                    s = dlc_load8(xr + ow + DW);
+                                    a01 += u0 * s; a11 += u1 * s; a21 += u2 * s;
+                                    s = dlc_load8(xr + ow + 2 * DW);
+                                    a02 += u0 * s; a12 += u1 * s; a22 += u2 * s;
+                                }
+                            }
+                        float* d = gw + ((f * C + c) * KH + kh) * KW3 + kw;
+                        long fs = C * KH * KW3;   /* from channel f to f + 1 */
+                        d[0] = dlc_hsum8(a00); d[1] = dlc_hsum8(a01); d[2] = dlc_hsum8(a02);
+                        d[fs] = dlc_hsum8(a10); d[fs + 1] = dlc_hsum8(a11); d[fs + 2] = dlc_hsum8(a12);
+                        d[2 * fs] = dlc_hsum8(a20); d[2 * fs + 1] = dlc_hsum8(a21); d[2 * fs + 2] = dlc_hsum8(a22);
+                    }
+    }
+
+    DLC_TWO_COPIES(dlc_direct_gw,
+                   (const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3, long OH,
+                    long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw),
+                   (xp, NT, C, HP, WP, gp, F3, OH, OWP, KH, KW3, SH, DH, DW, gw))
+
+    /* *out = the sum of s[0..n) in float64, for the bias gradient: 8 running sums (lanes
+       l mod 8, two vectors of 4 doubles), added in a fixed order. */
+    typedef float dlc_v4f __attribute__((vector_size(16)));
+    typedef double dlc_v4d __attribute__((vector_size(32)));
+    static inline __attribute__((always_inline)) void dlc_sum_body(const float* s, long n, double* out) {
+        dlc_v4d a = {0}, b = {0};
+        long l = 0;
+        for (; l + 8 <= n; l += 8) {
+            dlc_v4f u, v;
+            __builtin_memcpy(&u, s + l, 16);
+            __builtin_memcpy(&v, s + l + 4, 16);
+            a += __builtin_convertvector(u, dlc_v4d);
+            b += __builtin_convertvector(v, dlc_v4d);
+        }
+        a += b;
+        double r = (a[0] + a[1]) + (a[2] + a[3]);
+        for (; l < n; l++) r += s[l];
+        *out = r;
+    }
+    DLC_TWO_COPIES(dlc_sum, (const float* s, long n, double* out), (s, n, out))
     #else
+    static void dlc_sum(const float* s, long n, double* out) {
+        double r = 0;
+        for (long l = 0; l < n; l++) r += s[l];
+        *out = r;
+    }
     static void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                                long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                                const float* bias, float* out) {}
+    static void dlc_direct_gw(const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3,
+                              long OH, long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw) {}
     #endif
     """
     bint DLC_DIRECT
+    void dlc_copy_f(float* d, const float* s, long n) noexcept nogil
+    void dlc_copy_d(double* d, const double* s, long n) noexcept nogil
+    void dlc_add_f(float* d, const float* s, long n) noexcept nogil
+    void dlc_add_d(double* d, const double* s, long n) noexcept nogil
     void dlc_set_isa(int avx2) noexcept nogil
     void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                         long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                         const float* bias, float* out) noexcept nogil
+    void dlc_sum(const float* s, long n, double* out) noexcept nogil
+    void dlc_direct_gw(const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3,
+                       long OH, long OWP, long KH, long KW3, long SH, long DH, long DW,
+                       float* gw) noexcept nogil
 
 
 def _direct_isa(bint avx2):
@@ -304,8 +412,10 @@ cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
                     memset(row + oh * OW, 0, ow_lo * sizeof(floating))
                 s = src + (oh * w.SH + oy) * w.W + (ow_lo * SW + ox)
                 if SW == 1:
-                    for ow in range(ow_lo, ow_hi):
-                        row[oh * OW + ow] = s[ow - ow_lo]
+                    if floating is float:
+                        dlc_copy_f(row + oh * OW + ow_lo, s, ow_hi - ow_lo)
+                    else:
+                        dlc_copy_d(row + oh * OW + ow_lo, s, ow_hi - ow_lo)
                 else:
                     for ow in range(ow_lo, ow_hi):
                         row[oh * OW + ow] = s[(ow - ow_lo) * SW]
@@ -334,8 +444,10 @@ cdef void _col2im_plane(const floating* src, floating* dst, intp_t row_stride,
                 s = src + (kh * w.KW + kw) * row_stride + oh * OW + ow_lo
                 d = dst + (oh * w.SH + oy) * w.W + (ow_lo * SW + ox)
                 if SW == 1:
-                    for ow in range(n_ow):
-                        d[ow] += s[ow]
+                    if floating is float:
+                        dlc_add_f(d, s, n_ow)
+                    else:
+                        dlc_add_d(d, s, n_ow)
                 else:
                     for ow in range(n_ow):
                         d[ow * SW] += s[ow]
@@ -393,8 +505,9 @@ cdef void _channel_sums(const floating* a, intp_t n_img, intp_t R, intp_t L,
                         double* out) noexcept nogil:
     """out[r] = sum over images j and positions l of a[j, r, l], in float64.
 
-    Four running sums (positions l mod 4) instead of one: a single chain of dependent adds
-    waits for each add's latency. The order is fixed, so the result is too.
+    Several running sums (positions l mod 4; float32: l mod 8, vectorized in dlc_sum)
+    instead of one: a single chain of dependent adds waits for each add's latency. The order
+    is fixed, so the result is too.
     """
     cdef intp_t j, r, l, L4 = L - L % 4
     cdef const floating* s
@@ -404,15 +517,19 @@ cdef void _channel_sums(const floating* a, intp_t n_img, intp_t R, intp_t L,
     for j in range(n_img):
         for r in range(R):
             s = a + (j * R + r) * L
-            a0 = a1 = a2 = a3 = 0
-            for l in range(0, L4, 4):
-                a0 += s[l]
-                a1 += s[l + 1]
-                a2 += s[l + 2]
-                a3 += s[l + 3]
-            for l in range(L4, L):
-                a0 += s[l]
-            out[r] += (a0 + a1) + (a2 + a3)
+            if floating is float:
+                dlc_sum(s, L, &a0)
+                out[r] += a0
+            else:
+                a0 = a1 = a2 = a3 = 0
+                for l in range(0, L4, 4):
+                    a0 += s[l]
+                    a1 += s[l + 1]
+                    a2 += s[l + 2]
+                    a3 += s[l + 3]
+                for l in range(L4, L):
+                    a0 += s[l]
+                out[r] += (a0 + a1) + (a2 + a3)
 
 
 # ---- geometry and checks (Python level, O(1)) ---------------------------------------------
@@ -569,6 +686,11 @@ cdef Conv _conv(intp_t N, intp_t C, intp_t F, intp_t G, intp_t KK, intp_t L, int
 # direct vs 0.50 ms im2col + GEMM, LeNet conv2 (K = 150) 0.56 ms vs 1.4 ms; the 64-channel
 # 3x3 layer (K = 576) stays with BLAS, which reuses each column entry 64 times.
 DIRECT_MAX_K = 160
+# ... and the weight gradient with at most this many (float32, stride 1 along W, one group).
+# Measured on one core (CPU time, batch 64, AMD EPYC), direct vs im2col + GEMM: LeNet conv1
+# backward without input gradient 0.36 vs 0.54 ms, with it 0.87 vs 0.98 ms; LeNet conv2
+# (K = 150) with input gradient 1.69 vs 1.87 ms, without 0.90 vs 1.07 ms.
+DIRECT_GW_MAX_K = 160
 
 
 cdef void _direct_setup(Conv* p, const Window* w, intp_t itemsize, intp_t groups):
@@ -681,7 +803,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     if p.direct:
         wp = _direct_weights(weight, p.FB)
     cdef intp_t t
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
@@ -716,6 +838,73 @@ cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const flo
     for g in range(p.G):   # the columns are spent: cols now holds their gradient W2.T @ g_t
         _gemm(True, False, Kg, M, Fg, w2 + g * Fg * Kg, Kg, gt + g * Fg * M, M,
               0, cols + g * Kg * M, M)
+    _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
+
+
+# ---- the direct weight gradient (few input channels, float32) ------------------------------
+# LeNet's conv1 (one input channel, K = 25): im2col copies every pixel 25 times and BLAS
+# packs the copies again, for a product of only 6 rows. The direct loops (dlc_direct_gw)
+# read a padded copy of each image and of its upstream gradient instead. The input gradient,
+# when asked, still takes W2.T @ g and col2im; the tiles do not depend on whether it is
+# asked, so neither does the weight gradient, bitwise. Measurements: at DIRECT_GW_MAX_K.
+
+cdef struct DirectGrad:
+    # padded image (C, HP, WP) and padded upstream gradient (F3, OH, OWP) of one image;
+    # F3, KW3: F and KW rounded up to multiples of 3
+    intp_t HP, WP, OWP, F3, KW3, xp_size, gp_size, gw_size
+
+
+cdef DirectGrad _direct_grad_setup(Conv* p, const Window* w):
+    """The direct weight gradient's geometry; sets the tiles (p.T, p.n_tiles) for its workspace."""
+    cdef DirectGrad d
+    d.OWP = (w.OW + 7) // 8 * 8
+    d.F3 = (p.F + 2) // 3 * 3
+    d.KW3 = (w.KW + 2) // 3 * 3
+    d.HP = w.H + 2 * w.PH
+    d.WP = max(w.W + 2 * w.PW, d.OWP + (d.KW3 - 1) * w.DW)
+    d.xp_size = p.C * d.HP * d.WP
+    d.gp_size = d.F3 * w.OH * d.OWP
+    d.gw_size = _round16(d.F3 * p.C * w.KH * d.KW3)
+    # the input gradient's columns too, asked or not: the same tiles either way
+    p.T = _tile_images(p.N, d.xp_size + d.gp_size + (p.K + p.F) * p.L, sizeof(float))
+    p.n_tiles = (p.N + p.T - 1) // p.T
+    return d
+
+
+cdef intp_t _direct_grad_scratch(const Conv* p, const DirectGrad* d) noexcept nogil:
+    return _round16(p.T * (d.xp_size + d.gp_size)) + d.gw_size + p.T * (p.K + p.F) * p.L
+
+
+cdef void _direct_backward_tile(const float* x, const float* w2, const float* gout, float* gin,
+                                float* gw_part, double* gb_part, float* scratch, intp_t t,
+                                const Conv* p, const DirectGrad* d, const Window* win) noexcept nogil:
+    cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, plane = win.H * win.W
+    cdef intp_t j, f, r, oh, KK = win.KH * win.KW
+    cdef float* xp = scratch
+    cdef float* gp = xp + p.T * d.xp_size
+    cdef float* gws = scratch + _round16(p.T * (d.xp_size + d.gp_size))
+    cdef float* cols = gws + d.gw_size
+    cdef float* gt = cols + p.T * p.K * p.L
+    for j in range(nt):
+        _pad_image(x + (n0 + j) * p.C * plane, p.C, win, d.HP, d.WP, xp + j * d.xp_size)
+        memset(gp + j * d.gp_size, 0, d.gp_size * sizeof(float))
+        for f in range(p.F):
+            for oh in range(win.OH):
+                memcpy(gp + j * d.gp_size + (f * win.OH + oh) * d.OWP,
+                       gout + ((n0 + j) * p.F + f) * p.L + oh * win.OW, win.OW * sizeof(float))
+    dlc_direct_gw(xp, nt, p.C, d.HP, d.WP, gp, d.F3, win.OH, d.OWP, win.KH, d.KW3, win.SH, win.DH,
+                  win.DW, gws)
+    for r in range(p.F * p.C * win.KH):   # (F3, C, KH, KW3) -> (F, C, KH, KW)
+        memcpy(gw_part + r * win.KW, gws + r * d.KW3, win.KW * sizeof(float))
+    if p.has_bias:
+        _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
+    if not p.want_input:
+        return
+    if nt == 1:
+        gt = <float*> gout + n0 * p.F * p.L
+    else:
+        _images_to_rows(gout + n0 * p.F * p.L, nt, p.F, p.L, gt)
+    _gemm(True, False, p.K, M, p.F, w2, p.K, gt, M, 0, cols, M)
     _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
 
 
@@ -781,8 +970,13 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
         if grad_bias is not None:
             grad_bias[...] = 0
         return
+    _direct_setup(&p, &win, sizeof(floating), groups)
+    cdef bint direct = p.direct and p.K <= DIRECT_GW_MAX_K
+    cdef DirectGrad dg
+    if direct:
+        dg = _direct_grad_setup(&p, &win)
     _check_ints(p.K, p.T * L)
-    cdef intp_t stride = p.T * (p.K + F) * L
+    cdef intp_t stride = _direct_grad_scratch(&p, &dg) if direct else p.T * (p.K + F) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
     dtype = np.asarray(grad_weight).dtype
     work = np.empty((n_threads, stride), dtype=dtype)
@@ -794,11 +988,17 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
     cdef floating[::1] bs = bsum
     cdef floating* gip = &gi[0, 0, 0, 0] if p.want_input else NULL
     cdef intp_t t, e, bsize = F if p.has_bias else 0
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
             for t in prange(p.n_tiles, schedule='dynamic'):
+                if floating is float:
+                    if direct:
+                        _direct_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
+                                              gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
+                                              mine, t, &p, &dg, &win)
+                        continue
                 _conv2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
                                       gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
                                       mine, mine + p.T * p.K * L, t, &p, &win)
@@ -863,7 +1063,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_
     work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
     cdef floating[:, ::1] ws = work
     cdef intp_t t
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
@@ -948,7 +1148,7 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
     cdef floating[::1] bs = bsum
     cdef floating* gip = &gi[0, 0, 0, 0] if p.want_input else NULL
     cdef intp_t t, e, bsize = C_out if p.has_bias else 0
-    cdef floating* mine
+    cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
