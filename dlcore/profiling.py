@@ -24,7 +24,8 @@ FLOP counts, with B the number of rows (batch) and for a convolution
     \text{backward } 4 P \, C_{out} K \,(+ P C_{out})
 
 (the backward is two products of the forward's size: the input gradient and the weight
-gradient). The "backend" column says which kernels each layer called, on which backend;
+gradient; the first layer, whose input is data, skips the input gradient as in training,
+so its backward is one). The "backend" column says which kernels each layer called, on which backend;
 Linear layers call none: their products are NumPy's BLAS.
 """
 import time
@@ -32,6 +33,7 @@ import time
 import numpy as np
 
 from . import backends, nn
+from .nn.module import backward_from_data
 
 __all__ = ["profile", "ProfileReport", "machine_rates", "layer_flops"]
 
@@ -66,13 +68,17 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def layer_flops(module, x_shape, out_shape):
-    """``(forward FLOPs, backward FLOPs)`` of a compute-bound layer, or None for the others."""
+def layer_flops(module, x_shape, out_shape, input_grad=True):
+    """``(forward FLOPs, backward FLOPs)`` of a compute-bound layer, or None for the others.
+
+    ``input_grad=False``: the backward skipped dL/dx (the first layer of a training step),
+    so it is one product of the forward's size, not two.
+    """
     if isinstance(module, nn.Linear):
         rows = int(np.prod(x_shape[:-1]))
         mac = rows * module.in_features * module.out_features
         bias = rows * module.out_features if module.bias is not None else 0
-        return 2 * mac + bias, 4 * mac + bias
+        return 2 * mac + bias, (4 if input_grad else 2) * mac + bias
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         groups = getattr(module, "groups", 1)
         kh, kw = module.kernel_size
@@ -81,7 +87,7 @@ def layer_flops(module, x_shape, out_shape):
         else:  # every input value scatters C_out/groups * KH * KW products
             mac = int(np.prod(x_shape)) * (module.out_channels // groups * kh * kw)
         bias = int(np.prod(out_shape)) if module.bias is not None else 0
-        return 2 * mac + bias, 4 * mac + bias
+        return 2 * mac + bias, (4 if input_grad else 2) * mac + bias
     return None
 
 
@@ -101,6 +107,7 @@ class _Recorder:
         self.seconds = {}      # (name, "forward"|"backward") -> seconds in this step
         self.shapes = {}       # name -> (input shape, output shape, input, output)
         self.kernels = {}      # name -> kernel names called
+        self.no_input_grad = set()  # names whose backward was asked for no dL/dx
         self.order = []
         self.current = []
 
@@ -131,11 +138,13 @@ class _Recorder:
         return call
 
     def _wrap(self, name, phase, fn):
-        def run(*args):
+        def run(*args, **kwargs):
+            if phase == "backward" and kwargs.get("input_grad") is False:
+                self.no_input_grad.add(name)
             self.current.append(name)
             start = time.perf_counter()
             try:
-                out = fn(*args)
+                out = fn(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - start
                 self.current.pop()
@@ -229,7 +238,7 @@ def profile(model, x, y=None, criterion=None, repeat=5, warmup=1):
                 loss_time = time.perf_counter() - t0
             else:
                 g = np.ones_like(out)
-            model.backward(g)
+            backward_from_data(model, g)  # as a training step: x is data, no dL/dx
             wall = time.perf_counter() - start
             if i >= warmup:
                 steps.append(recorder.seconds)
@@ -244,7 +253,7 @@ def profile(model, x, y=None, criterion=None, repeat=5, warmup=1):
         x_shape, out_shape, xin, out = recorder.shapes[name]
         fwd = float(np.median([s.get((name, "forward"), 0.0) for s in steps]))
         bwd = float(np.median([s.get((name, "backward"), 0.0) for s in steps]))
-        flops = layer_flops(m, x_shape, out_shape)
+        flops = layer_flops(m, x_shape, out_shape, input_grad=name not in recorder.no_input_grad)
         row = dict(layer=name, type=type(m).__name__, output_shape=tuple(out_shape),
                    forward_ms=fwd * 1e3, backward_ms=bwd * 1e3, flops=None, gflops=None, bytes=None, gbs=None)
         if flops is not None:

@@ -386,3 +386,26 @@ def test_l2_shorthand_is_the_optimizers_weight_decay_on_weights_only():
     model = MLP([4, 3])
     with pytest.raises(ValueError, match="AdamW"):
         Trainer(model, optimizer=optim.AdamW(model.parameters()), l2=0.1)
+
+
+def test_train_step_skips_the_first_layers_input_gradient():
+    """The batch is data: the Trainer asks the first Conv2d for no dL/dx (as torch), and the
+    parameter gradients are those of a full backward."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    model = LeNet5()
+    asked = []
+    first = model[0]
+    plain_backward = first.backward
+    first.backward = lambda g, input_grad=None: asked.append(input_grad) or plain_backward(g, input_grad)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0))
+    trainer.train_step(x, y)
+    assert asked == [False]
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    loss_fn = nn.CrossEntropyLoss()
+    loss_fn(model(x), y)
+    assert model.backward(loss_fn.backward()) is not None  # the full backward, dL/dx included
+    for mine, full in zip(grads, (p.grad for p in model.parameters())):
+        np.testing.assert_array_equal(mine, full)

@@ -16,7 +16,7 @@ from .. import functional as F
 from .._checks import check_int, check_number, describe, float_dtype
 from . import init
 from .._typing import Array, ArrayLike, DTypeLike
-from .module import Module, Parameter
+from .module import Module, Parameter, backward_from_data
 
 __all__ = [
     "Linear",
@@ -405,10 +405,7 @@ class Sequential(Module):
         modules = self._layers()
         for i, module in reversed(list(enumerate(modules))):
             if i == 0 and not input_grad:
-                if getattr(module, "accepts_input_grad", False):
-                    module.backward(grad, input_grad=False)
-                else:
-                    module.backward(grad)
+                backward_from_data(module, grad)
                 return None
             grad = module.backward(grad)
         return grad

@@ -557,3 +557,16 @@ class RemovableHandle:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.remove()
+
+
+def backward_from_data(module: Module, grad_output: Any) -> None:
+    """``module.backward(grad_output)`` when the module's input is data (needs no gradient).
+
+    A module that understands ``backward(grad, input_grad=False)`` (``accepts_input_grad``,
+    e.g. Sequential) then skips the first layer's input gradient, as torch does for an
+    input without ``requires_grad``; any other module runs its plain backward.
+    """
+    if getattr(module, "accepts_input_grad", False):
+        module.backward(grad_output, input_grad=False)  # type: ignore[call-arg]
+    else:
+        module.backward(grad_output)

@@ -40,6 +40,7 @@ import numpy as np
 from .._checks import check_int, check_number, describe
 from .._typing import ArrayLike
 from ..data import DataLoader
+from ..nn.module import backward_from_data
 from ._blas import blas_limit
 from .callbacks import Callback
 from .history import History
@@ -237,7 +238,7 @@ class Trainer:
         out = self.model(xb)
         loss = float(self.loss_fn(out, yb))
         grad = self.loss_fn.backward(None)  # None: the loss's default upstream gradient (1)
-        self.model.backward(grad)
+        backward_from_data(self.model, grad)  # the batch is data: no dL/dinput
         loss += self._penalty()      # before the step: the penalty of the weights the gradient saw
         self.optimizer.step()
         return loss, out
