@@ -96,7 +96,8 @@ def add_parser(subparsers):
     p.add_argument("--backend", default=None, help="'cython' (default when built) or 'numpy'")
     p.add_argument("--threads", type=int, default=None, help="OpenMP threads for the compiled kernels")
     p.add_argument("--blas-threads", type=int, default=None,
-                   help="BLAS threads during training (default: BLAS's own; see dlcore.train.blas_limit)")
+                   help="BLAS threads during training (default: 1 on the compiled backend, whose "
+                        "kernels own the cores; BLAS's own on numpy; see dlcore.train.blas_limit)")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and shuffling (default 0)")
     p.add_argument("--test-size", type=float, default=0.25, help="held-out fraction for the digits (default 0.25)")
     p.add_argument("--save", metavar="PATH", default=None, help="save the trained model's state_dict with dlcore.save")

@@ -409,3 +409,16 @@ def test_train_step_skips_the_first_layers_input_gradient():
     assert model.backward(loss_fn.backward()) is not None  # the full backward, dL/dx included
     for mine, full in zip(grads, (p.grad for p in model.parameters())):
         np.testing.assert_array_equal(mine, full)
+
+
+def test_auto_blas_threads_follow_the_backend():
+    """One pool owns the cores: BLAS gets one thread on a compiled backend, no limit on NumPy's."""
+    from dlcore.train import resolve_blas_threads
+
+    with dlcore.use_backend("numpy"):
+        assert resolve_blas_threads("auto") is None
+    for name in dlcore.available_backends():
+        if name != "numpy":
+            with dlcore.use_backend(name):
+                assert resolve_blas_threads("auto") == 1
+    assert resolve_blas_threads(3) == 3 and resolve_blas_threads(None) is None

@@ -61,8 +61,12 @@ def _blas_threads(n):
 
 
 @contextlib.contextmanager
-def run_context(impl, threads):
-    """The backend, OpenMP and BLAS thread settings an implementation runs under."""
+def run_context(impl, threads, training=False):
+    """The backend, OpenMP and BLAS thread settings an implementation runs under.
+
+    ``training``: a whole training step or epoch; dlcore's BLAS then gets what its Trainer
+    gives it (:func:`dlcore.train.resolve_blas_threads`), so the case times what a user runs.
+    """
     kind, backend, n = impl_settings(impl, threads)
     if kind == "torch":
         import torch
@@ -77,11 +81,15 @@ def run_context(impl, threads):
         return
     import dlcore
 
+    from dlcore.train import resolve_blas_threads
+
     previous = dlcore.get_num_threads()
     dlcore.set_num_threads(n)
     try:
-        with dlcore.use_backend(backend), _blas_threads(n):
-            yield
+        with dlcore.use_backend(backend):
+            blas = resolve_blas_threads("auto") if training else None
+            with _blas_threads(n if blas is None else blas):
+                yield
     finally:
         dlcore.set_num_threads(previous)
 
@@ -113,7 +121,9 @@ class LocalRunner:
         self.default_settings = False  # True: run under the library's own defaults (torch@own)
 
     def _context(self):
-        return contextlib.nullcontext() if self.default_settings else run_context(self.impl, self.threads)
+        if self.default_settings:
+            return contextlib.nullcontext()
+        return run_context(self.impl, self.threads, training=self.case.group == "model")
 
     def _build(self):
         if self.kind == "dlcore":
