@@ -1,11 +1,21 @@
 """Helpers shared by the generative examples (vae_digits, dcgan_digits, diffusion_digits):
-a PNG grid of images, and a timer. Not part of the library."""
+a PNG grid of images, a timer, and quick mode. Not part of the library.
+
+The grids go to examples/output/ (committed: the README shows them), except in quick mode
+(``DLCORE_EXAMPLE_QUICK=1``, CI's smoke run), which trains for a few steps only and saves
+its meaningless grids to examples/output/quick/ (ignored by git) instead.
+"""
 import os
 import time
 
 import numpy as np
 
+from _example import QUICK
+
 OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+FIGURES = os.path.join(OUTPUT, "quick") if QUICK else OUTPUT
+JUDGE_EPOCHS = 1 if QUICK else 10                    # the LeNet-5 judge's training epochs
+os.makedirs(FIGURES, exist_ok=True)                 # the judge's cache goes there too
 
 
 def image_grid(images, nrow, pad=1, zoom=2):
@@ -24,14 +34,14 @@ def image_grid(images, nrow, pad=1, zoom=2):
 
 
 def save_grid(images, name, nrow, zoom=2):
-    """Save ``image_grid(images, nrow)`` as ``examples/output/<name>`` (a grey-scale PNG); returns the path."""
+    """Save ``image_grid(images, nrow)`` as ``<FIGURES>/<name>`` (a grey-scale PNG); returns the path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    os.makedirs(OUTPUT, exist_ok=True)
-    path = os.path.join(OUTPUT, name)
+    os.makedirs(FIGURES, exist_ok=True)
+    path = os.path.join(FIGURES, name)
     plt.imsave(path, image_grid(images, nrow, zoom=zoom), cmap="gray", vmin=0.0, vmax=1.0)
     return path
 
@@ -44,3 +54,8 @@ class Timer:
 
     def __call__(self):
         return time.perf_counter() - self.start
+
+
+def quick(value, small):
+    """``value``, or ``min(value, small)`` in quick mode."""
+    return min(value, small) if QUICK else value

@@ -22,18 +22,19 @@ from dlcore.metrics_fid import DigitsFID
 from dlcore.models import DCGANDiscriminator, DCGANGenerator, gan_train_step
 from dlcore.train import blas_limit
 
-from _digits_common import OUTPUT, Timer, save_grid
+from _digits_common import FIGURES, JUDGE_EPOCHS, Timer, quick, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=1500, help="training rounds (a D step and a G step on 64 images)")
 parser.add_argument("--channels", type=int, default=16)
 parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
 args = parser.parse_args()
+args.steps, args.samples = quick(args.steps, 20), quick(args.samples, 100)
 
 timer = Timer()
 print("backend:", dlcore.get_backend(), "| threads:", dlcore.get_num_threads())
 # the judge: a LeNet-5 trained on the training split (cached); FID against the held-out digits
-judge = DigitsFID(size=28, cache=os.path.join(OUTPUT, "judge_28.npz"))
+judge = DigitsFID(size=28, epochs=JUDGE_EPOCHS, cache=os.path.join(FIGURES, "judge_28.npz"))
 print(f"judge: LeNet-5 test accuracy {judge.accuracy:.3f} ({timer():.0f} s)")
 X = judge.X_train * 2 - 1                            # (1347, 1, 28, 28) in G's Tanh range [-1, 1]
 

@@ -23,7 +23,7 @@ from dlcore.diffusion import GaussianDiffusion, UNet, linear_schedule
 from dlcore.metrics_fid import DigitsFID
 from dlcore.train import blas_limit
 
-from _digits_common import OUTPUT, Timer, save_grid
+from _digits_common import FIGURES, JUDGE_EPOCHS, Timer, quick, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=2000, help="training steps (batches of 64)")
@@ -32,11 +32,12 @@ parser.add_argument("--channels", type=int, default=16, help="U-Net width C (2C 
 parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
 parser.add_argument("--ddim-steps", type=int, default=50)
 args = parser.parse_args()
+args.steps, args.samples = quick(args.steps, 20), quick(args.samples, 100)
 
 timer = Timer()
 print("backend:", dlcore.get_backend(), "| threads:", dlcore.get_num_threads())
 # the judge: a LeNet-5 trained on the training split (cached); FID against the held-out digits
-judge = DigitsFID(size=args.size, cache=os.path.join(OUTPUT, f"judge_{args.size}.npz"))
+judge = DigitsFID(size=args.size, epochs=JUDGE_EPOCHS, cache=os.path.join(FIGURES, f"judge_{args.size}.npz"))
 print(f"judge: LeNet-5 test accuracy {judge.accuracy:.3f} ({timer():.0f} s)")
 X0 = judge.X_train * 2 - 1                           # (1347, 1, size, size) in [-1, 1]
 S = args.size

@@ -25,17 +25,18 @@ from dlcore.metrics_fid import DigitsFID
 from dlcore.models import VAE
 from dlcore.train import blas_limit
 
-from _digits_common import OUTPUT, Timer, save_grid
+from _digits_common import FIGURES, JUDGE_EPOCHS, Timer, quick, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--epochs", type=int, default=150)
 parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
 args = parser.parse_args()
+args.epochs, args.samples = quick(args.epochs, 2), quick(args.samples, 100)
 
 timer = Timer()
 print("backend:", dlcore.get_backend(), "| threads:", dlcore.get_num_threads())
 # the judge: a LeNet-5 trained on the training split (cached); FID against the held-out digits
-judge = DigitsFID(size=28, cache=os.path.join(OUTPUT, "judge_28.npz"))
+judge = DigitsFID(size=28, epochs=JUDGE_EPOCHS, cache=os.path.join(FIGURES, "judge_28.npz"))
 print(f"judge: LeNet-5 test accuracy {judge.accuracy:.3f} ({timer():.0f} s)")
 X_tr, X_te = judge.X_train, judge.X_test             # (1347 / 450, 1, 28, 28) in [0, 1]
 

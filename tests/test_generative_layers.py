@@ -125,3 +125,65 @@ def test_unet_shapes_and_errors():
         model(np.zeros((1, 1, 7, 7), np.float32), np.array([1]))
     with pytest.raises(TypeError, match="int array"):
         model(x, np.array([0.5, 1, 2]))
+
+
+# ---- ResBlock and UNet against torch: forward, the input gradients, every parameter's gradient ----
+def _torch_resblock(P, prefix, x, e):
+    """ResBlock's docstring formula, written with torch's functional ops."""
+    tF = torch.nn.functional
+    p = lambda name: P[prefix + name]  # noqa: E731
+    h = tF.conv2d(tF.silu(x), p("conv1.weight"), p("conv1.bias"), padding=1)
+    h = h + tF.linear(tF.silu(e), p("emb_proj.weight"), p("emb_proj.bias"))[:, :, None, None]
+    skip = tF.conv2d(x, p("skip.weight"), p("skip.bias")) if prefix + "skip.weight" in P else x
+    return tF.conv2d(tF.silu(h), p("conv2.weight"), p("conv2.bias"), padding=1) + skip
+
+
+def _torch_unet(P, x, t, emb_dim):
+    tF = torch.nn.functional
+    emb = torch.tensor(timestep_embedding(t, emb_dim), dtype=x.dtype)
+    e = tF.linear(tF.silu(tF.linear(emb, P["time_mlp.0.weight"], P["time_mlp.0.bias"])),
+                  P["time_mlp.2.weight"], P["time_mlp.2.bias"])
+    h1 = _torch_resblock(P, "down_block.", tF.conv2d(x, P["conv_in.weight"], P["conv_in.bias"], padding=1), e)
+    h2 = _torch_resblock(P, "mid_block.", tF.conv2d(h1, P["downsample.weight"], P["downsample.bias"],
+                                                    stride=2, padding=1), e)
+    h3 = _torch_resblock(P, "up_block.", torch.cat([tF.interpolate(h2, scale_factor=2, mode="nearest"), h1], 1), e)
+    return tF.conv2d(tF.silu(h3), P["conv_out.weight"], P["conv_out.bias"], padding=1)
+
+
+def _compare_with_torch(module, torch_fn, inputs, dtype, scale):
+    """Forward, ∂L/∂(each float input) and ∂L/∂(each parameter), L = <g, out> for a random g."""
+    xs = [np.asarray(a, dtype) if np.asarray(a).dtype.kind == "f" else a for a in inputs]
+    out = module(*xs)
+    g = np.random.default_rng(9).standard_normal(out.shape).astype(dtype)
+    module.zero_grad()
+    grads = module.backward(g)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    P = {k: torch.tensor(v, requires_grad=True) for k, v in module.state_dict().items()}
+    ts = [torch.tensor(a, requires_grad=True) if a.dtype.kind == "f" else a for a in xs]
+    out_t = torch_fn(P, *ts)
+    assert_close(out, out_t.detach().numpy(), dtype, scale=scale)
+    out_t.backward(torch.from_numpy(g))
+    floats = [t for t in ts if isinstance(t, torch.Tensor)]
+    assert len(grads) == len(floats)
+    for a, t in zip(grads, floats):
+        assert a.dtype == dtype
+        assert_close(a, t.grad.numpy(), dtype, scale=scale)
+    for name, p in module.named_parameters():
+        assert_close(p.grad, P[name].grad.numpy(), dtype, scale=scale, err_msg=name)
+
+
+@requires_torch
+@pytest.mark.parametrize("cin,cout", [(3, 3), (2, 5)])
+def test_resblock_matches_torch(backend, dtype, rng, one_thread, cin, cout):
+    block = ResBlock(cin, cout, 6, dtype=dtype)
+    _compare_with_torch(block, lambda P, x, e: _torch_resblock(P, "", x, e),
+                        [rng.standard_normal((2, cin, 5, 4)), rng.standard_normal((2, 6))], dtype, scale=30)
+
+
+@requires_torch
+def test_unet_matches_torch(backend, dtype, rng, one_thread):
+    model = UNet(1, channels=3, emb_dim=8, dtype=dtype)
+    for p in model.parameters():   # the output conv starts at zero; give every path a signal
+        p.data[...] = rng.standard_normal(p.shape) * 0.3
+    _compare_with_torch(model, lambda P, x, t: _torch_unet(P, x, t, 8),
+                        [rng.standard_normal((2, 1, 6, 4)), np.array([0, 517])], dtype, scale=100)

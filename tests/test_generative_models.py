@@ -9,7 +9,7 @@ from dlcore.metrics import frechet_distance
 from dlcore.metrics_fid import pixel_gaussian_samples, trace_sqrt_product
 from dlcore.models import VAE, DCGANDiscriminator, DCGANGenerator, GaussianKL, Reparameterize, gan_train_step
 
-from helpers import requires_torch, torch
+from helpers import assert_close, requires_torch, torch
 
 
 # ------------------------------------------------------------------------------------ VAE
@@ -31,6 +31,40 @@ def test_reparameterization_draws_from_q(rng):
     mu, logvar = np.full((200_000, 1), 1.5), np.full((200_000, 1), np.log(0.25))
     z = Reparameterize()(mu, logvar)
     assert z.mean() == pytest.approx(1.5, abs=0.01) and z.std() == pytest.approx(0.5, abs=0.01)
+
+
+@requires_torch
+def test_reparameterize_and_kl_match_torch(backend, dtype, rng):
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    mu, logvar = rng.standard_normal((4, 3)).astype(dtype), rng.standard_normal((4, 3)).astype(dtype)
+    g = rng.standard_normal((4, 3)).astype(dtype)
+    dlcore.manual_seed(11)
+    layer = Reparameterize()
+    z = layer(mu, logvar)
+    gmu, glogvar = layer.backward(g)
+    dlcore.manual_seed(11)
+    eps = dlcore._random.generator().standard_normal((4, 3)).astype(dtype)   # the ε the forward drew
+    tm, tl = torch.tensor(mu, requires_grad=True), torch.tensor(logvar, requires_grad=True)
+    tz = tm + torch.exp(0.5 * tl) * torch.tensor(eps, dtype=tdt)
+    tz.backward(torch.tensor(g))
+    assert z.dtype == gmu.dtype == glogvar.dtype == dtype
+    assert_close(z, tz.detach().numpy(), dtype)
+    assert_close(gmu, tm.grad.numpy(), dtype)
+    assert_close(glogvar, tl.grad.numpy(), dtype)
+
+    kl_layer, gk = GaussianKL(), rng.standard_normal(4).astype(dtype)
+    kl = kl_layer(mu, logvar)
+    gmu, glogvar = kl_layer.backward(gk)
+    tm, tl = torch.tensor(mu, requires_grad=True), torch.tensor(logvar, requires_grad=True)
+    # torch's own KL between the two distributions, not the closed form the layer uses
+    q = torch.distributions.Normal(tm, torch.exp(0.5 * tl))
+    p = torch.distributions.Normal(torch.zeros_like(tm), torch.ones_like(tm))
+    tkl = torch.distributions.kl_divergence(q, p).sum(1)
+    tkl.backward(torch.tensor(gk))
+    assert kl.dtype == gmu.dtype == glogvar.dtype == dtype
+    assert_close(kl, tkl.detach().numpy(), dtype, scale=10)
+    assert_close(gmu, tm.grad.numpy(), dtype, scale=10)
+    assert_close(glogvar, tl.grad.numpy(), dtype, scale=10)
 
 
 def test_vae_whole_chain_gradcheck(backend, rng):
@@ -124,16 +158,7 @@ def test_gan_generator_gradient_matches_torch(rng):
     # The G step's gradient: BCE(D(G(z)), 1) backpropagated through D into G.
     dlcore.manual_seed(0)
     G, D = DCGANGenerator(latent_dim=4, channels=2).double(), DCGANDiscriminator(channels=2).double()
-    tG = torch.nn.Sequential(
-        torch.nn.ConvTranspose2d(4, 4, 7, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
-        torch.nn.ConvTranspose2d(4, 2, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(2), torch.nn.ReLU(),
-        torch.nn.ConvTranspose2d(2, 1, 4, 2, 1), torch.nn.Tanh()).double()
-    tD = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 2, 4, 2, 1), torch.nn.LeakyReLU(0.2),
-        torch.nn.Conv2d(2, 4, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.LeakyReLU(0.2),
-        torch.nn.Conv2d(4, 1, 7), torch.nn.Flatten()).double()
-    tG.load_state_dict({k: torch.from_numpy(v) for k, v in G.state_dict().items()}, strict=False)
-    tD.load_state_dict({k: torch.from_numpy(v) for k, v in D.state_dict().items()}, strict=False)
+    tG, tD = _torch_dcgan(G, D)
     z = rng.standard_normal((5, 4, 1, 1))
     crit = nn.BCEWithLogitsLoss()
     G.zero_grad()
@@ -145,6 +170,54 @@ def test_gan_generator_gradient_matches_torch(rng):
     assert loss == pytest.approx(tloss.item(), rel=1e-10)
     for (name, p), tp in zip(G.named_parameters(), tG.parameters()):
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-7, atol=1e-10, err_msg=name)
+
+
+@requires_torch
+def test_gan_train_step_matches_torch(backend, rng):
+    # Two whole rounds (D step, then G step through the updated D) against the same algorithm
+    # in torch. Plain SGD, so each parameter's change is -lr x its gradient (Adam's first step
+    # is about lr x sign(grad) and would hide a wrong gradient's size); BatchNorm's running
+    # statistics are compared too.
+    dlcore.manual_seed(0)
+    G, D = DCGANGenerator(latent_dim=4, channels=2).double(), DCGANDiscriminator(channels=2).double()
+    tG, tD = _torch_dcgan(G, D)
+    g_opt, d_opt = optim.SGD(G.parameters(), lr=0.05), optim.SGD(D.parameters(), lr=0.05)
+    tg_opt, td_opt = torch.optim.SGD(tG.parameters(), lr=0.05), torch.optim.SGD(tD.parameters(), lr=0.05)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    for round_ in range(2):
+        real = rng.uniform(-1, 1, (3, 1, 28, 28))
+        got = gan_train_step(G, D, g_opt, d_opt, real, 4, rng=np.random.default_rng(round_))
+        z = torch.from_numpy(np.random.default_rng(round_).standard_normal((3, 4, 1, 1)))
+        ones, zeros = torch.ones(3, 1, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
+        fake = tG(z)
+        td_opt.zero_grad()
+        d_loss = bce(tD(torch.from_numpy(real)), ones) + bce(tD(fake.detach()), zeros)
+        d_loss.backward()
+        td_opt.step()
+        tg_opt.zero_grad()
+        g_loss = bce(tD(fake), ones)
+        g_loss.backward()
+        tg_opt.step()
+        assert got[0] == pytest.approx(d_loss.item(), rel=1e-10) and got[1] == pytest.approx(g_loss.item(), rel=1e-10)
+        for model, tmodel in ((G, tG), (D, tD)):
+            theirs = tmodel.state_dict()
+            for name, value in model.state_dict().items():
+                np.testing.assert_allclose(value, theirs[name].numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def _torch_dcgan(G, D):
+    """torch copies of a (latent_dim=4, channels=2) DCGAN pair, with the same weights."""
+    tG = torch.nn.Sequential(
+        torch.nn.ConvTranspose2d(4, 4, 7, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(4, 2, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(2), torch.nn.ReLU(),
+        torch.nn.ConvTranspose2d(2, 1, 4, 2, 1), torch.nn.Tanh()).double()
+    tD = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 4, 2, 1), torch.nn.LeakyReLU(0.2),
+        torch.nn.Conv2d(2, 4, 4, 2, 1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.LeakyReLU(0.2),
+        torch.nn.Conv2d(4, 1, 7), torch.nn.Flatten()).double()
+    tG.load_state_dict({k: torch.from_numpy(v) for k, v in G.state_dict().items()})
+    tD.load_state_dict({k: torch.from_numpy(v) for k, v in D.state_dict().items()})
+    return tG, tD
 
 
 # ------------------------------------------------------------------------------------ FID
