@@ -84,8 +84,8 @@ def pair(value: Any, name: str, minimum: int = 0) -> Tuple[int, int]:
 
 
 def check_number(value: Any, name: str, minimum: Optional[float] = None, maximum: Optional[float] = None,
-                 min_open: bool = False) -> float:
-    """``value`` as a Python float within the given bounds."""
+                 min_open: bool = False, max_open: bool = False) -> float:
+    """``value`` as a Python float within the given bounds (``*_open``: the bound excluded)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {describe(value)}")
     value = float(value)
@@ -93,8 +93,8 @@ def check_number(value: Any, name: str, minimum: Optional[float] = None, maximum
         raise ValueError(f"{name} must be finite, got {value}")
     if minimum is not None and (value < minimum or (min_open and value == minimum)):
         raise ValueError(f"{name} must be {'>' if min_open else '>='} {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    if maximum is not None and (value > maximum or (max_open and value == maximum)):
+        raise ValueError(f"{name} must be {'<' if max_open else '<='} {maximum}, got {value}")
     return value
 
 

@@ -116,6 +116,26 @@ def test_ddim_with_oracle_recovers_x0(steps):
     np.testing.assert_allclose(out, x0, atol=1e-7)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 7, 100])
+def test_ddim_starts_from_pure_noise_at_t_minus_1(steps):
+    """The first step is t = T-1 (x_T is noise) and the last t = 0, whatever the step count."""
+    d = GaussianDiffusion(linear_schedule(100))
+    seen = []
+
+    def model(xt, t):
+        seen.append(int(t[0]))
+        return np.zeros_like(xt)
+    d.ddim_sample(model, (1, 1, 2, 2), steps=steps, rng=np.random.default_rng(0), clip=None)
+    assert seen[0] == 99 and len(seen) == steps and seen == sorted(seen, reverse=True)
+    assert steps == 1 or seen[-1] == 0
+
+
+@pytest.mark.parametrize("make", [lambda: linear_schedule(10, 1e-4, 1.0), lambda: cosine_schedule(10, max_beta=1.0)])
+def test_schedules_refuse_beta_one(make):
+    with pytest.raises(ValueError, match="< 1.0"):
+        make()
+
+
 def test_ddpm_with_oracle_recovers_x0_and_ddim_is_deterministic():
     d = GaussianDiffusion(linear_schedule(100, 1e-3, 0.2))
     x0 = np.random.default_rng(4).uniform(-1, 1, (2, 1, 2, 2))

@@ -15,7 +15,9 @@ Notation (Ho et al. 2020): :math:`α_t = 1 - β_t`, :math:`ᾱ_t = \prod_{s \le 
 * A reverse step plugs the predicted :math:`\hat x_0 = (x_t - \sqrt{1-ᾱ_t}\, ε_θ) / \sqrt{ᾱ_t}`
   into :math:`\tilde μ_t` (which equals eq. 11's
   :math:`\frac{1}{\sqrt{α_t}}(x_t - \frac{β_t}{\sqrt{1-ᾱ_t}} ε_θ)`) and adds
-  :math:`\sqrt{\tilde β_t}\, z`.
+  :math:`\sqrt{\tilde β_t}\, z`. The samplers clip :math:`\hat x_0` to [-1, 1] by default
+  (``clip=1.0``, as Ho et al.'s code does for data in that range); then the step is no
+  longer eq. 11 exactly, and ``clip=None`` gives eq. 11.
 * DDIM (Song et al. 2021, eq. 12), from step t to an earlier step s:
   :math:`x_s = \sqrt{ᾱ_s}\, \hat x_0 + \sqrt{1 - ᾱ_s - σ^2}\, ε_θ + σ z` with
   :math:`σ = η \sqrt{(1-ᾱ_s)/(1-ᾱ_t)} \sqrt{1 - ᾱ_t/ᾱ_s}`; η = 0 is deterministic.
@@ -39,8 +41,9 @@ def linear_schedule(T=1000, beta_start=1e-4, beta_end=0.02):
     Returns float64 ``(T,)``. With the defaults, ᾱ_T ≈ 4e-5, so x_T is (very nearly) pure noise.
     """
     T = check_int(T, "T", minimum=1)
-    beta_start = check_number(beta_start, "beta_start", minimum=0.0, maximum=1.0, min_open=True)
-    beta_end = check_number(beta_end, "beta_end", minimum=0.0, maximum=1.0, min_open=True)
+    # β = 1 would make ᾱ_t = 0 and the posterior variance 0/0: (0, 1) open, as GaussianDiffusion checks
+    beta_start = check_number(beta_start, "beta_start", minimum=0.0, maximum=1.0, min_open=True, max_open=True)
+    beta_end = check_number(beta_end, "beta_end", minimum=0.0, maximum=1.0, min_open=True, max_open=True)
     return np.linspace(beta_start, beta_end, T, dtype=np.float64)
 
 
@@ -53,7 +56,7 @@ def cosine_schedule(T=1000, s=0.008, max_beta=0.999):
     """
     T = check_int(T, "T", minimum=1)
     s = check_number(s, "s", minimum=0.0)
-    max_beta = check_number(max_beta, "max_beta", minimum=0.0, maximum=1.0, min_open=True)
+    max_beta = check_number(max_beta, "max_beta", minimum=0.0, maximum=1.0, min_open=True, max_open=True)
     steps = np.arange(T + 1, dtype=np.float64) / T
     f = np.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
     alpha_bar = f / f[0]
@@ -246,7 +249,8 @@ class GaussianDiffusion:
         rng = self._rng(rng)
         x = rng.standard_normal(tuple(shape)).astype(np.float32) if x_T is None else as_floating(x_T, "x_T")
         n = x.shape[0]
-        ts = np.unique(np.linspace(0, self.T - 1, steps).round().astype(np.int64))[::-1]
+        # evenly spaced from T-1 down (so one step starts from pure noise at t = T-1)
+        ts = np.unique(np.linspace(self.T - 1, 0, steps).round().astype(np.int64))[::-1]
         for i, t in enumerate(ts):
             s = ts[i + 1] if i + 1 < len(ts) else -1
             ab_t = self.alphas_cumprod[t]

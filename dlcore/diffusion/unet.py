@@ -128,8 +128,10 @@ class UNet(nn.Module):
                 f"x must be (N, {self.in_channels}, H, W) with H and W even, got shape {x.shape}"
             )
         t = np.asarray(t)
-        if t.dtype.kind not in "iu" or t.shape != (x.shape[0],):
+        if t.dtype.kind not in "iu":  # the kind is a TypeError, the shape a ValueError (as for x)
             raise TypeError(f"t must be an int array of shape ({x.shape[0]},), got {describe(t)}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must be an int array of shape ({x.shape[0]},), got {describe(t)}")
         e = self.time_mlp(timestep_embedding(t, self.emb_dim).astype(x.dtype))
         h1 = self.down_block(self.conv_in(x), e)
         h2 = self.mid_block(self.downsample(h1), e)

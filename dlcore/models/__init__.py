@@ -4,6 +4,9 @@
   :class:`SoftmaxRegression` -- ``fit(X, y)`` / ``predict(X)`` (/ ``predict_proba``).
 * :func:`MLP`, :func:`LeNet5`, :class:`Autoencoder`, :func:`ResNet` -- ``nn.Module`` objects to
   train with :class:`dlcore.train.Trainer`.
+* Generative models: :class:`VAE` (with :class:`Reparameterize`, :class:`GaussianKL`),
+  :func:`DCGANGenerator`, :func:`DCGANDiscriminator` and :func:`gan_train_step`; the
+  diffusion model lives in :mod:`dlcore.diffusion`.
 """
 from .linear_models import Adaline, LogisticRegression, Perceptron, SoftmaxRegression
 

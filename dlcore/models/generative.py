@@ -91,6 +91,11 @@ class GaussianKL(nn.Module):
         return g * mu, 0.5 * g * (var - 1.0)
 
 
+def _sigmoid(v):
+    """σ(v) = 1 / (1 + e^-v), written as exp(-log(1 + e^-v)): no overflow warning for v << 0."""
+    return np.exp(-np.logaddexp(0, -v))
+
+
 def _bce_with_logits(logits, x):
     """Per-element ``-[x log σ(l) + (1-x) log(1-σ(l))]``, stably: ``max(l,0) - l x + log(1+e^{-|l|})``."""
     return np.maximum(logits, 0) - logits * x + np.log1p(np.exp(-np.abs(logits)))
@@ -161,10 +166,14 @@ class VAE(nn.Module):
         return self.fc_mu(h), self.fc_logvar(h)
 
     def decode(self, z):
-        """Pixel probabilities σ(decoder(z)), shaped as images ``(N, C, H, W)``."""
+        """Pixel probabilities σ(decoder(z)), shaped as images ``(N, C, H, W)``.
+
+        Like ``reconstruct`` and ``sample``, this runs the decoder's layers, which replaces
+        what ``vae(x)`` saved for ``backward``: call ``backward`` first.
+        """
         z = self._as_input(z, "z")
         logits = self.decoder(z)
-        return (1.0 / (1.0 + np.exp(-logits))).reshape((-1,) + self.image_shape)
+        return _sigmoid(logits).reshape((-1,) + self.image_shape)
 
     def forward(self, x):
         x = self._images(x)
@@ -182,7 +191,7 @@ class VAE(nn.Module):
     def backward(self, grad_output):
         g, (x_shape, target, logits) = self._saved_for_backward(grad_output)
         gcol = g[:, None]
-        grad_logits = gcol * (1.0 / (1.0 + np.exp(-logits)) - target)
+        grad_logits = gcol * (_sigmoid(logits) - target)
         grad_mu, grad_logvar = self.reparameterize.backward(self.decoder.backward(grad_logits))
         kl_mu, kl_logvar = self.kl.backward(g)
         grad_h = self.fc_mu.backward(grad_mu + kl_mu) + self.fc_logvar.backward(grad_logvar + kl_logvar)
@@ -316,5 +325,5 @@ def gan_train_step(generator, discriminator, g_optimizer, d_optimizer, real, lat
     g_loss = criterion(discriminator(fake), ones)
     generator.backward(discriminator.backward(criterion.backward()))
     g_optimizer.step()
-    sig = lambda v: float(np.mean(1.0 / (1.0 + np.exp(-v))))  # noqa: E731
+    sig = lambda v: float(np.mean(_sigmoid(v)))  # noqa: E731
     return loss_real + loss_fake, g_loss, sig(logits_real), sig(logits_fake)
