@@ -79,7 +79,8 @@ def test_unwritable_save_path_is_refused_before_training(capsys, tmp_path):
 def test_unknown_backend_variable_warns_and_falls_back():
     env = dict(os.environ, DLCORE_BACKEND="torch")
     proc = subprocess.run([sys.executable, "-c", "import dlcore; print(dlcore.get_backend())"],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+                          env=env, capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(dlcore.__file__)))  # the dlcore under test, not the source tree
     assert proc.returncode == 0, proc.stderr
     assert "DLCORE_BACKEND='torch'" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout.strip() == dlcore.available_backends()[0]

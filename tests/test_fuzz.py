@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+import dlcore
+
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
@@ -23,7 +25,8 @@ def test_fuzz_cases_in_a_subprocess():
     cmd = [sys.executable, "-X", "faulthandler", "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "-W", "ignore::RuntimeWarning", os.path.join(HERE, "fuzz_cases.py")]
     try:
-        proc = subprocess.run(cmd, cwd=os.getcwd(), capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=os.path.dirname(os.path.dirname(dlcore.__file__)),  # the dlcore under test
+                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the fuzz suite hung (no result in {timeout} s):\n{(exc.stdout or '')[-3000:]}")
     report = (proc.stdout + proc.stderr)[-6000:]
