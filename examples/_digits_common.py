@@ -1,11 +1,32 @@
 """Helpers shared by the generative examples (vae_digits, dcgan_digits, diffusion_digits):
-a PNG grid of images, and a timer. Not part of the library."""
+a PNG grid of images, and a timer. Not part of the library.
+
+Like the other examples (see ``_example.py``): ``DLCORE_EXAMPLE_QUICK=1`` makes a smoke
+run (a few steps, a one-epoch judge, no judge cache), and ``DLCORE_EXAMPLE_FIGURES=DIR``
+saves the main sample grid also as ``DIR/<example>.png`` (the documentation's figure).
+"""
 import os
+import sys
 import time
 
 import numpy as np
 
 OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+QUICK = os.environ.get("DLCORE_EXAMPLE_QUICK", "") not in ("", "0")
+FIGURES = os.environ.get("DLCORE_EXAMPLE_FIGURES") or None
+
+
+def quick(full, small):
+    """``small`` in a quick run (DLCORE_EXAMPLE_QUICK=1), else ``full``."""
+    return small if QUICK else full
+
+
+def judge_options(size):
+    """Keyword arguments for DigitsFID: the cached 10-epoch judge, or a one-epoch judge
+    that is not cached in a quick run (it would replace the real one's cache file)."""
+    if QUICK:
+        return {"size": size, "epochs": 1}
+    return {"size": size, "cache": os.path.join(OUTPUT, f"judge_{size}.npz")}
 
 
 def image_grid(images, nrow, pad=1, zoom=2):
@@ -23,8 +44,9 @@ def image_grid(images, nrow, pad=1, zoom=2):
     return grid
 
 
-def save_grid(images, name, nrow, zoom=2):
-    """Save ``image_grid(images, nrow)`` as ``examples/output/<name>`` (a grey-scale PNG); returns the path."""
+def save_grid(images, name, nrow, zoom=2, figure=False):
+    """Save ``image_grid(images, nrow)`` as ``examples/output/<name>`` (a grey-scale PNG); returns the path.
+    ``figure=True``: the example's main figure, also saved as ``$DLCORE_EXAMPLE_FIGURES/<example>.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +54,12 @@ def save_grid(images, name, nrow, zoom=2):
 
     os.makedirs(OUTPUT, exist_ok=True)
     path = os.path.join(OUTPUT, name)
-    plt.imsave(path, image_grid(images, nrow, zoom=zoom), cmap="gray", vmin=0.0, vmax=1.0)
+    grid = image_grid(images, nrow, zoom=zoom)
+    plt.imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
+    if figure and FIGURES:
+        os.makedirs(FIGURES, exist_ok=True)
+        example = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        plt.imsave(os.path.join(FIGURES, example + ".png"), grid, cmap="gray", vmin=0.0, vmax=1.0)
     return path
 
 
