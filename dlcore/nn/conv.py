@@ -134,7 +134,7 @@ class Conv2d(_ConvNd):
         padding (int or pair, default 0): zeros added on each side, >= 0.
         dilation (int or pair, default 1): spacing of the kernel's taps, >= 1.
         groups (int, default 1): divides C_in and C_out; group g's C_out/groups outputs see
-            only its C_in/groups inputs (groups = C_in: a depthwise convolution).
+        only its C_in/groups inputs (groups = C_in: a depthwise convolution).
         bias (bool, default True).  dtype (default float32).
 
     Shape:
