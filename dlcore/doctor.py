@@ -67,7 +67,7 @@ def thread_pools():
     OpenMP runtimes among the mapped libraries, with the thread count unknown (None).
     """
     try:
-        from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+        from threadpoolctl import threadpool_info
     except ImportError:
         return [{"api": "openmp", "library": os.path.basename(p), "path": p, "threads": None}
                 for p in _mapped_libraries() if os.path.basename(p).startswith(_OPENMP_NAMES)]

@@ -202,7 +202,7 @@ DYNAMIC = True  # rule 4; the test suite turns it off to run exactly the threads
 _LOADAVG = "/proc/loadavg"
 _READ_EVERY = 0.1  # seconds
 _WINDOW = 4  # readings
-_readings = []
+_readings: list = []  # the last _WINDOW counts of running threads
 _last_read = -1.0
 
 

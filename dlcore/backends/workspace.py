@@ -29,7 +29,7 @@ __all__ = ["MAX_ENTRIES", "MIN_BYTES", "clear", "empty", "empty_like"]
 MIN_BYTES = 1 << 20
 MAX_ENTRIES = 16
 
-_pool = []  # arrays handed out, least recently used first
+_pool: list = []  # arrays handed out, least recently used first
 _lock = threading.Lock()
 
 

@@ -406,7 +406,8 @@ class Sequential(Module):
         for i, module in reversed(list(enumerate(modules))):
             if i == 0 and not input_grad:
                 if getattr(module, "accepts_input_grad", False):
-                    module.backward(grad, input_grad=False)
+                    backward: Any = module.backward  # this layer's backward takes input_grad
+                    backward(grad, input_grad=False)
                 else:
                     module.backward(grad)
                 return None
