@@ -183,9 +183,10 @@ def _write_api_pages(app):
                 home = next((p for p in (package, sub.rpartition(".")[0]) if p and callable(obj)
                              and getattr(importlib.import_module(p), name, None) is obj), sub)
                 kind = "autoclass" if inspect.isclass(obj) else "autofunction" if callable(obj) else "autodata"
-                lines += [f".. currentmodule:: {home}", "", f".. {kind}:: {name}", ""]
-                if inspect.isclass(obj):
-                    lines += ["   :members:", "   :show-inheritance:", ""]
+                lines += [f".. currentmodule:: {home}", "", f".. {kind}:: {name}"]
+                if inspect.isclass(obj):  # options right below the directive (after a blank line they are text)
+                    lines += ["   :members:", "   :show-inheritance:"]
+                lines += [""]
         text = "\n".join(lines) + "\n"
         path = os.path.join(folder, package.replace(".", "_") + ".rst")
         if not os.path.exists(path) or open(path).read() != text:
