@@ -1,4 +1,5 @@
 """``dlcore train`` and the command line under interrupts and mistakes (issue 9, items 7-8)."""
+import importlib.util
 import os
 import re
 import select
@@ -97,7 +98,8 @@ def test_trainer_refuses_an_optimizer_over_another_models_parameters():
 
 # ---- subprocess runs: the real terminal behaviour ---------------------------------------------
 
-pytest.importorskip("sklearn")
+# the CLI's digits come from scikit-learn: skip these tests only, not the whole file
+needs_sklearn = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None, reason="scikit-learn is not installed")
 
 
 def _train_proc(tmp_path, *argv, columns=80):
@@ -122,6 +124,7 @@ def _read_until(proc, pattern, timeout):
     return buf
 
 
+@needs_sklearn
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT as a terminal sends it")
 def test_ctrl_c_closes_the_bar_reports_saves_and_exits_130(tmp_path):
     # small batches, so that an epoch lasts long enough to be interrupted inside it
@@ -146,6 +149,7 @@ def test_ctrl_c_closes_the_bar_reports_saves_and_exits_130(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.npz"]  # atomic: no temporary file left
 
 
+@needs_sklearn
 def test_epoch_lines_fit_80_columns_with_validation_metrics(tmp_path):
     proc = _train_proc(tmp_path, "--epochs", "2")
     out, err = proc.communicate(timeout=300)
