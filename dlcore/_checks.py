@@ -140,14 +140,21 @@ def window(kernel_size: Any, stride: Any = None, padding: Any = 0,
     return kernel, stride, padding
 
 
-def check_window_fits(size: Sequence[int], kernel: Sequence[int], padding: Sequence[int], name: str = "x") -> None:
-    """Raise ValueError unless a ``kernel`` fits in the padded ``size = (H, W)`` (else no output)."""
+def check_window_fits(size: Sequence[int], kernel: Sequence[int], padding: Sequence[int], name: str = "x",
+                      dilation: Sequence[int] = (1, 1)) -> None:
+    """Raise ValueError unless a ``kernel`` (taps ``dilation`` apart) fits in the padded
+    ``size = (H, W)`` (else no output). The one place this is checked: layers leave it to
+    ``dlcore.functional``."""
     for axis, label in ((0, "H"), (1, "W")):
         padded = size[axis] + 2 * padding[axis]
-        if kernel[axis] > padded:
+        extent = dilation[axis] * (kernel[axis] - 1) + 1
+        if extent > padded:
+            dilated = tuple(dilation) != (1, 1)
             raise ValueError(
-                f"kernel_size {tuple(kernel)} is larger than the padded input: {name} of size {tuple(size)} "
-                f"with padding {tuple(padding)} gives {padded} along {label}, so the output would be empty"
+                f"kernel_size {tuple(kernel)}" + (f" with dilation {tuple(dilation)}" if dilated else "")
+                + f" is larger than the padded input: {name} of size {tuple(size)} with padding {tuple(padding)} "
+                f"gives {padded} along {label}" + (f" and the dilated kernel spans {extent}" if dilated else "")
+                + ", so the output would be empty"
             )
 
 

@@ -183,7 +183,9 @@ def save(obj, path):
         with os.fdopen(fd, "wb") as handle:
             if mode is not None and hasattr(os, "fchmod"):
                 os.fchmod(handle.fileno(), mode)
-            np.savez(handle, allow_pickle=False, **members)
+            # no allow_pickle= here: NumPy < 2.1 would store it as an array named "allow_pickle";
+            # the encoder already refuses object arrays, so nothing is pickled
+            np.savez(handle, **members)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

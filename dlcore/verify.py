@@ -232,6 +232,8 @@ def _scenarios():
     return table
 
 
+#: What :func:`verify` runs: ``{scenario name: (run, cases)}``; ``run(case, dtype, torch=None)``
+#: returns ``{output name: ndarray}`` and ``cases`` is a list of dicts, each with its ``seed``.
 SCENARIOS = _scenarios()
 
 

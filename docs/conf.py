@@ -96,13 +96,19 @@ def _make_figures(app):
 
 # ---- the API pages: one per package, a section per submodule, names at their public path ----
 API = {  # package: (page title, [(submodule, section title), ...])
-    "dlcore": ("``dlcore``: backends, threads, seeds, saving, gradient checks",
+    "dlcore": ("``dlcore``: backends, threads, seeds, saving, checks and tools",
                [("dlcore", "Backends and threads"), ("dlcore.backends", "The kernel registry"),
+                ("dlcore.backends.user", "Your own backend"),
                 ("dlcore.serialization", "Saving"),
-                ("dlcore.gradcheck", "Gradient checks")]),
+                ("dlcore.gradcheck", "Gradient checks"),
+                ("dlcore.verify", "Verifying a backend's kernels (dlcore verify)"),
+                ("dlcore.compare", "Comparing with PyTorch, layer by layer"),
+                ("dlcore.profiling", "Profiling a training step"),
+                ("dlcore.doctor", "Diagnosing the set-up (dlcore doctor)")]),
     "dlcore.nn": ("``dlcore.nn``: modules, layers and losses",
                   [("dlcore.nn.module", "The base class"), ("dlcore.nn.layers", "Layers and activations"),
                    ("dlcore.nn.conv", "Convolutions"), ("dlcore.nn.pooling", "Pooling"),
+                   ("dlcore.nn.upsample", "Upsampling and concatenation"),
                    ("dlcore.nn.normalization", "Normalization"), ("dlcore.nn.loss", "Losses"),
                    ("dlcore.nn.init", "Initialization"), ("dlcore.nn.summary", "Summary")]),
     "dlcore.functional": ("``dlcore.functional``: stateless operations",
@@ -110,6 +116,7 @@ API = {  # package: (page title, [(submodule, section title), ...])
                            ("dlcore.functional.activation", "Activations"),
                            ("dlcore.functional.conv", "Convolutions, unfold and fold"),
                            ("dlcore.functional.pooling", "Pooling"),
+                           ("dlcore.functional.resample", "Upsampling and concatenation"),
                            ("dlcore.functional.normalization", "Normalization"),
                            ("dlcore.functional.loss", "Losses")]),
     "dlcore.optim": ("``dlcore.optim``: optimizers and schedules",
@@ -126,8 +133,15 @@ API = {  # package: (page title, [(submodule, section title), ...])
                      ("dlcore.data.datasets", "Datasets"), ("dlcore.data.transforms", "Augmentation")]),
     "dlcore.models": ("``dlcore.models``: classic learners and networks",
                       [("dlcore.models.linear_models", "Single-layer learners"),
-                       ("dlcore.models.networks", "Network builders")]),
-    "dlcore.metrics": ("``dlcore.metrics``: classification metrics", [("dlcore.metrics", "Metrics")]),
+                       ("dlcore.models.networks", "Network builders"),
+                       ("dlcore.models.generative", "Generative models: VAE and DCGAN")]),
+    "dlcore.diffusion": ("``dlcore.diffusion``: denoising diffusion",
+                         [("dlcore.diffusion.schedule", "Noise schedules and the diffusion process"),
+                          ("dlcore.diffusion.unet", "The U-Net")]),
+    "dlcore.metrics": ("``dlcore.metrics``: classification metrics and the Fréchet distance",
+                       [("dlcore.metrics", "Metrics"), ("dlcore.metrics_fid", "Judging generated digits")]),
+    "dlcore.export": ("``dlcore.export``: to PyTorch and ONNX",
+                      [("dlcore.export.torch_export", "To PyTorch"), ("dlcore.export.onnx_export", "To ONNX")]),
     "dlcore.bench": ("``dlcore.bench``: the benchmark tool",
                      [("dlcore.bench.report", "Running and reporting"), ("dlcore.bench.cases", "The cases"),
                       ("dlcore.bench.timing", "Timing"), ("dlcore.bench.machine", "The machine's limits")]),
@@ -149,6 +163,7 @@ def _write_api_pages(app):
         pkg = importlib.import_module(package)
         lines = [title, "=" * len(title), "", f".. automodule:: {package}", "   :no-members:", ""]
         shown = set()
+        later = {sub for sub, _ in sections if sub != package}  # the sections that show their own names
         for sub, heading in sections:
             module = importlib.import_module(sub)
             lines += [heading, "-" * len(heading), ""]
@@ -160,13 +175,18 @@ def _write_api_pages(app):
                 obj = getattr(module, name)
                 if inspect.ismodule(obj) or id(obj) in shown or (sub == "dlcore" and name in ("gradcheck", "save", "load")):
                     continue
+                if sub == package and getattr(obj, "__module__", None) in later:
+                    continue
                 shown.add(id(obj))
-                # data is documented where its "#:" comment is; the rest at its public path
-                home = package if getattr(pkg, name, None) is obj and callable(obj) else sub
+                # data is documented where its "#:" comment is; the rest at its shortest public
+                # path (dlcore.backends.register_backend, not dlcore.backends.user.register_backend)
+                home = next((p for p in (package, sub.rpartition(".")[0]) if p and callable(obj)
+                             and getattr(importlib.import_module(p), name, None) is obj), sub)
                 kind = "autoclass" if inspect.isclass(obj) else "autofunction" if callable(obj) else "autodata"
-                lines += [f".. currentmodule:: {home}", "", f".. {kind}:: {name}", ""]
-                if inspect.isclass(obj):
-                    lines += ["   :members:", "   :show-inheritance:", ""]
+                lines += [f".. currentmodule:: {home}", "", f".. {kind}:: {name}"]
+                if inspect.isclass(obj):  # options right below the directive (after a blank line they are text)
+                    lines += ["   :members:", "   :show-inheritance:"]
+                lines += [""]
         text = "\n".join(lines) + "\n"
         path = os.path.join(folder, package.replace(".", "_") + ".rst")
         if not os.path.exists(path) or open(path).read() != text:

@@ -1,21 +1,35 @@
 """Helpers shared by the generative examples (vae_digits, dcgan_digits, diffusion_digits):
-a PNG grid of images, a timer, and quick mode. Not part of the library.
+a PNG grid of images, and a timer. Not part of the library.
 
-The grids go to examples/output/ (committed: the README shows them), except in quick mode
-(``DLCORE_EXAMPLE_QUICK=1``, CI's smoke run), which trains for a few steps only and saves
-its meaningless grids to examples/output/quick/ (ignored by git) instead.
+Like the other examples (see ``_example.py``): ``DLCORE_EXAMPLE_QUICK=1`` makes a smoke
+run (a few steps, a one-epoch judge, no judge cache) whose meaningless grids go to
+examples/output/quick/ (ignored by git), not over the committed ones in examples/output/
+that the README shows; ``DLCORE_EXAMPLE_FIGURES=DIR`` saves the main sample grid also as
+``DIR/<example>.png`` (the documentation's figure).
 """
 import os
+import sys
 import time
 
 import numpy as np
 
-from _example import QUICK
-
 OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
-FIGURES = os.path.join(OUTPUT, "quick") if QUICK else OUTPUT
-JUDGE_EPOCHS = 1 if QUICK else 10                    # the LeNet-5 judge's training epochs
-os.makedirs(FIGURES, exist_ok=True)                 # the judge's cache goes there too
+QUICK = os.environ.get("DLCORE_EXAMPLE_QUICK", "") not in ("", "0")
+GRIDS = os.path.join(OUTPUT, "quick") if QUICK else OUTPUT  # where save_grid writes
+FIGURES = os.environ.get("DLCORE_EXAMPLE_FIGURES") or None
+
+
+def quick(full, small):
+    """``small`` in a quick run (DLCORE_EXAMPLE_QUICK=1), else ``full``."""
+    return small if QUICK else full
+
+
+def judge_options(size):
+    """Keyword arguments for DigitsFID: the cached 10-epoch judge, or a one-epoch judge
+    that is not cached in a quick run (it would replace the real one's cache file)."""
+    if QUICK:
+        return {"size": size, "epochs": 1}
+    return {"size": size, "cache": os.path.join(OUTPUT, f"judge_{size}.npz")}
 
 
 def image_grid(images, nrow, pad=1, zoom=2):
@@ -33,16 +47,22 @@ def image_grid(images, nrow, pad=1, zoom=2):
     return grid
 
 
-def save_grid(images, name, nrow, zoom=2):
-    """Save ``image_grid(images, nrow)`` as ``<FIGURES>/<name>`` (a grey-scale PNG); returns the path."""
+def save_grid(images, name, nrow, zoom=2, figure=False):
+    """Save ``image_grid(images, nrow)`` as ``<GRIDS>/<name>`` (a grey-scale PNG); returns the path.
+    ``figure=True``: the example's main figure, also saved as ``$DLCORE_EXAMPLE_FIGURES/<example>.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    os.makedirs(FIGURES, exist_ok=True)
-    path = os.path.join(FIGURES, name)
-    plt.imsave(path, image_grid(images, nrow, zoom=zoom), cmap="gray", vmin=0.0, vmax=1.0)
+    os.makedirs(GRIDS, exist_ok=True)
+    path = os.path.join(GRIDS, name)
+    grid = image_grid(images, nrow, zoom=zoom)
+    plt.imsave(path, grid, cmap="gray", vmin=0.0, vmax=1.0)
+    if figure and FIGURES:
+        os.makedirs(FIGURES, exist_ok=True)
+        example = os.path.splitext(os.path.basename(sys.argv[0]))[0]
+        plt.imsave(os.path.join(FIGURES, example + ".png"), grid, cmap="gray", vmin=0.0, vmax=1.0)
     return path
 
 
@@ -54,8 +74,3 @@ class Timer:
 
     def __call__(self):
         return time.perf_counter() - self.start
-
-
-def quick(value, small):
-    """``value``, or ``min(value, small)`` in quick mode."""
-    return min(value, small) if QUICK else value

@@ -12,7 +12,6 @@ Saves examples/output/dcgan_samples.png (100 samples) and ends with one summary 
 Run: python examples/dcgan_digits.py [--steps 1500]
 """
 import argparse
-import os
 
 import numpy as np
 
@@ -22,19 +21,18 @@ from dlcore.metrics_fid import DigitsFID
 from dlcore.models import DCGANDiscriminator, DCGANGenerator, gan_train_step
 from dlcore.train import blas_limit
 
-from _digits_common import FIGURES, JUDGE_EPOCHS, Timer, quick, save_grid
+from _digits_common import Timer, judge_options, quick, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--steps", type=int, default=1500, help="training rounds (a D step and a G step on 64 images)")
+parser.add_argument("--steps", type=int, default=quick(1500, 5), help="training rounds (a D step and a G step on 64 images)")
 parser.add_argument("--channels", type=int, default=16)
-parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
+parser.add_argument("--samples", type=int, default=quick(1000, 200), help="samples for the FID")
 args = parser.parse_args()
-args.steps, args.samples = quick(args.steps, 20), quick(args.samples, 100)
 
 timer = Timer()
 print("backend:", dlcore.get_backend(), "| threads:", dlcore.get_num_threads())
 # the judge: a LeNet-5 trained on the training split (cached); FID against the held-out digits
-judge = DigitsFID(size=28, epochs=JUDGE_EPOCHS, cache=os.path.join(FIGURES, "judge_28.npz"))
+judge = DigitsFID(**judge_options(28))
 print(f"judge: LeNet-5 test accuracy {judge.accuracy:.3f} ({timer():.0f} s)")
 X = judge.X_train * 2 - 1                            # (1347, 1, 28, 28) in G's Tanh range [-1, 1]
 
@@ -67,7 +65,7 @@ with blas_limit("auto"):
     z = np.random.default_rng(1).standard_normal((args.samples, latent, 1, 1)).astype(np.float32)
     samples = np.concatenate([G(z[i:i + 250]) for i in range(0, len(z), 250)])
 samples = (samples + 1) / 2
-save_grid(samples[:100], "dcgan_samples.png", nrow=10)
+save_grid(samples[:100], "dcgan_samples.png", nrow=10, figure=True)
 
 print(f"training {train_time:.0f} s, total {timer():.0f} s")
 print(judge.summary(samples))

@@ -13,7 +13,6 @@ and ends with one summary line (digits FID against held-out digits, see dlcore.m
 Run: python examples/diffusion_digits.py [--steps 2000] [--size 8] [--channels 16]
 """
 import argparse
-import os
 
 import numpy as np
 
@@ -23,21 +22,20 @@ from dlcore.diffusion import GaussianDiffusion, UNet, linear_schedule
 from dlcore.metrics_fid import DigitsFID
 from dlcore.train import blas_limit
 
-from _digits_common import FIGURES, JUDGE_EPOCHS, Timer, quick, save_grid
+from _digits_common import Timer, judge_options, quick, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--steps", type=int, default=2000, help="training steps (batches of 64)")
+parser.add_argument("--steps", type=int, default=quick(2000, 5), help="training steps (batches of 64)")
 parser.add_argument("--size", type=int, default=8, help="image side: 8 (the digits' own), or 16 (4x the work)")
 parser.add_argument("--channels", type=int, default=16, help="U-Net width C (2C at half resolution)")
-parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
-parser.add_argument("--ddim-steps", type=int, default=50)
+parser.add_argument("--samples", type=int, default=quick(1000, 200), help="samples for the FID")
+parser.add_argument("--ddim-steps", type=int, default=quick(50, 5))
 args = parser.parse_args()
-args.steps, args.samples = quick(args.steps, 20), quick(args.samples, 100)
 
 timer = Timer()
 print("backend:", dlcore.get_backend(), "| threads:", dlcore.get_num_threads())
 # the judge: a LeNet-5 trained on the training split (cached); FID against the held-out digits
-judge = DigitsFID(size=args.size, epochs=JUDGE_EPOCHS, cache=os.path.join(FIGURES, f"judge_{args.size}.npz"))
+judge = DigitsFID(**judge_options(args.size))
 print(f"judge: LeNet-5 test accuracy {judge.accuracy:.3f} ({timer():.0f} s)")
 X0 = judge.X_train * 2 - 1                           # (1347, 1, size, size) in [-1, 1]
 S = args.size
@@ -92,7 +90,7 @@ with blas_limit("auto"):
         n = min(250, args.samples - i)
         samples.append(diffusion.ddim_sample(model, (n, 1, S, S), steps=args.ddim_steps, rng=rng))
     samples = (np.concatenate(samples) + 1) / 2
-save_grid(samples[:100], "diffusion_samples.png", nrow=10, zoom=48 // S)
+save_grid(samples[:100], "diffusion_samples.png", nrow=10, zoom=48 // S, figure=True)
 
 print(f"training {train_time:.0f} s, total {timer():.0f} s")
 print(judge.summary(samples))

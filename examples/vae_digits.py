@@ -14,7 +14,6 @@ summary line (digits FID against held-out digits, see dlcore.metrics_fid).
 Run: python examples/vae_digits.py [--epochs 150]
 """
 import argparse
-import os
 
 import numpy as np
 
@@ -25,18 +24,17 @@ from dlcore.metrics_fid import DigitsFID
 from dlcore.models import VAE
 from dlcore.train import blas_limit
 
-from _digits_common import FIGURES, JUDGE_EPOCHS, Timer, quick, save_grid
+from _digits_common import Timer, judge_options, quick, save_grid
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--epochs", type=int, default=150)
-parser.add_argument("--samples", type=int, default=1000, help="samples for the FID")
+parser.add_argument("--epochs", type=int, default=quick(150, 1))
+parser.add_argument("--samples", type=int, default=quick(1000, 200), help="samples for the FID")
 args = parser.parse_args()
-args.epochs, args.samples = quick(args.epochs, 2), quick(args.samples, 100)
 
 timer = Timer()
 print("backend:", dlcore.get_backend(), "| threads:", dlcore.get_num_threads())
 # the judge: a LeNet-5 trained on the training split (cached); FID against the held-out digits
-judge = DigitsFID(size=28, epochs=JUDGE_EPOCHS, cache=os.path.join(FIGURES, "judge_28.npz"))
+judge = DigitsFID(**judge_options(28))
 print(f"judge: LeNet-5 test accuracy {judge.accuracy:.3f} ({timer():.0f} s)")
 X_tr, X_te = judge.X_train, judge.X_test             # (1347 / 450, 1, 28, 28) in [0, 1]
 
@@ -66,7 +64,7 @@ with blas_limit("auto"):
 train_time = timer()
 
 samples = vae.sample(args.samples, rng=np.random.default_rng(0))
-save_grid(samples[:100], "vae_samples.png", nrow=10)
+save_grid(samples[:100], "vae_samples.png", nrow=10, figure=True)
 pairs = np.concatenate([X_te[:10], vae.reconstruct(X_te[:10]), X_te[10:20], vae.reconstruct(X_te[10:20])])
 save_grid(pairs, "vae_reconstructions.png", nrow=10)
 

@@ -101,11 +101,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# ---- CI: the oracle must have run ----------------------------------------------------------------
+# ---- CI: tests must have run, the oracle's among them --------------------------------------------
 _oracle = {"passed": 0, "skipped": 0}
+_passed = {"count": 0}  # tests of any kind
 
 
 def pytest_runtest_logreport(report):
+    if report.when == "call" and report.passed:
+        _passed["count"] += 1
     if "torch" in report.keywords and (report.when == "call" or report.skipped):
         if report.passed:
             _oracle["passed"] += 1
@@ -114,8 +117,15 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """With DLCORE_REQUIRE_ORACLE=1 (CI), a run where no torch-marked test passed, or where
+    """In CI (DLCORE_REQUIRE_COMPILED=1 or DLCORE_REQUIRE_ORACLE=1) a run in which every test
+    was skipped fails (pytest itself fails one that collects none: exit code 5).
+    With DLCORE_REQUIRE_ORACLE=1, a run where no torch-marked test passed, or where
     any was skipped, fails: a green suite that never compared against torch proves little."""
+    ci = "1" in (os.environ.get("DLCORE_REQUIRE_COMPILED"), os.environ.get("DLCORE_REQUIRE_ORACLE"))
+    if ci and exitstatus == 0 and session.testscollected and not _passed["count"]:
+        _oracle["failure"] = f"CI: {session.testscollected} tests collected and none passed (all skipped?)"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
     if os.environ.get("DLCORE_REQUIRE_ORACLE") != "1" or exitstatus not in (0,):
         return
     if _oracle["passed"] == 0 or _oracle["skipped"]:
@@ -125,7 +135,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if os.environ.get("DLCORE_REQUIRE_ORACLE") == "1":
+    if "failure" in _oracle or os.environ.get("DLCORE_REQUIRE_ORACLE") == "1":
         if "failure" in _oracle:
             terminalreporter.write_line(_oracle["failure"], red=True)
         else:

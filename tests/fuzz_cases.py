@@ -27,6 +27,9 @@ import dlcore.functional as F
 from dlcore import nn
 
 torch = pytest.importorskip("torch")
+# every case compares against torch (or scikit-learn) as the oracle; the torch marker lets a
+# CI run of this file (DLCORE_REQUIRE_ORACLE=1, inherited from test_fuzz.py) count them
+pytestmark = pytest.mark.torch
 torch.set_num_threads(1)
 
 # tests/test_fuzz.py runs this file in a child process: it must fuzz the same dlcore (the

@@ -22,7 +22,7 @@ def doctor(prelude="", args=("--no-health",), **env_changes):
     env.update(env_changes)
     code = f"{prelude}\nimport sys\nfrom dlcore.__main__ import main\nsys.exit(main(['doctor', *{list(args)!r}]))"
     run = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, env=env,
-                         timeout=120)
+                         timeout=120, cwd=PACKAGE_PARENT)  # not the source tree, when run from the checkout
     assert "Traceback" not in run.stderr, run.stderr
     return run.returncode, run.stdout
 

@@ -151,12 +151,14 @@ def test_exercise_solution_passes(filename, registered):
 
 
 def test_cli_verify_exit_status():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the children import the dlcore under test (the install in CI), not the source tree
+    parent = os.path.dirname(os.path.dirname(dlcore.__file__))
+    env = dict(os.environ, PYTHONPATH=parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
     stub = subprocess.run([sys.executable, "-m", "dlcore", "verify", "--no-torch", "--load",
-                           os.path.join(EXERCISES, "adam.py")], capture_output=True, text=True, env=env)
+                           os.path.join(EXERCISES, "adam.py")], capture_output=True, text=True, env=env, cwd=parent)
     assert stub.returncode == 1 and "adam_step: FAIL: raised NotImplementedError" in stub.stdout
     good = subprocess.run([sys.executable, "-m", "dlcore", "verify", "--no-torch", "--kernel", "relu_forward",
-                           "--kernel", "adam_step"], capture_output=True, text=True, env=env)
+                           "--kernel", "adam_step"], capture_output=True, text=True, env=env, cwd=parent)
     assert good.returncode == 0, good.stdout + good.stderr
     assert "2 kernels checked, 0 failed" in good.stdout
 

@@ -214,7 +214,7 @@ _LOADAVG = "/proc/loadavg"
 # (the busy-machine case, one CPU-bound process for seconds) is seen within half a second.
 _READ_EVERY = 0.1  # seconds
 _WINDOW = 4  # readings
-_readings: list[int] = []
+_readings: list[int] = []  # the last _WINDOW counts of running threads
 _last_read = -1.0
 
 

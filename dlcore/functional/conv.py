@@ -22,7 +22,7 @@ get :func:`dlcore.backends.kernel_threads` threads: fewer on a busy machine.
 """
 import numpy as np
 
-from .._checks import as_floating, check_int, check_ndim, pair
+from .._checks import as_floating, check_int, check_ndim, check_window_fits, pair
 from ..backends import kernel_threads, kernels
 
 __all__ = [
@@ -93,13 +93,9 @@ def _groups(groups, channels):
 
 def _window(size, kernel, stride, padding, dilation=(1, 1)):
     """(OH, OW) of a window sweep, after checking the (dilated) window fits the padded plane."""
+    check_window_fits(size, kernel, padding, "x", dilation)
     (H, W), (KH, KW), (SH, SW), (PH, PW), (DH, DW) = size, kernel, stride, padding, dilation
     EH, EW = DH * (KH - 1) + 1, DW * (KW - 1) + 1   # the window's extent, taps DH/DW apart
-    if EH > H + 2 * PH or EW > W + 2 * PW:
-        what = f"kernel size {(KH, KW)}" + (f" with dilation {(DH, DW)} (extent {(EH, EW)})"
-                                             if (DH, DW) != (1, 1) else "")
-        raise ValueError(f"{what} must not exceed the padded input size "
-                         f"{(H + 2 * PH, W + 2 * PW)} (input {(H, W)}, padding {(PH, PW)})")
     return (H + 2 * PH - EH) // SH + 1, (W + 2 * PW - EW) // SW + 1
 
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from .. import functional as F
-from .._checks import check_int, pair
+from .._checks import check_int, float_dtype, pair
 from . import init
 from .module import Module, Parameter
 
@@ -51,9 +51,7 @@ class _ConvNd(Module):
                 raise ValueError(f"{name} ({count}) must be divisible by groups ({self.groups})")
         #: False: backward skips dL/dinput and returns None (see the module docstring)
         self.needs_input_grad = True
-        self._dtype = np.dtype(dtype)
-        if self._dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {self._dtype}")
+        self._dtype = float_dtype(dtype)
 
     def reset_parameters(self):
         """torch's init: kaiming_uniform_(weight, a=sqrt(5)) and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -134,7 +132,7 @@ class Conv2d(_ConvNd):
         padding (int or pair, default 0): zeros added on each side, >= 0.
         dilation (int or pair, default 1): spacing of the kernel's taps, >= 1.
         groups (int, default 1): divides C_in and C_out; group g's C_out/groups outputs see
-            only its C_in/groups inputs (groups = C_in: a depthwise convolution).
+        only its C_in/groups inputs (groups = C_in: a depthwise convolution).
         bias (bool, default True).  dtype (default float32).
 
     Shape:
@@ -174,15 +172,6 @@ class Conv2d(_ConvNd):
     def forward(self, x):
         x = self._as_input(x)
         _check_image(self, x, self.in_channels)
-        for axis, size in ((0, x.shape[2]), (1, x.shape[3])):
-            padded = size + 2 * self.padding[axis]
-            extent = self.dilation[axis] * (self.kernel_size[axis] - 1) + 1
-            if extent > padded:
-                raise ValueError(
-                    f"Conv2d kernel_size {self.kernel_size}"
-                    + (f" with dilation {self.dilation}" if self.dilation != (1, 1) else "")
-                    + f" is larger than the padded input: input {x.shape[2:]} with padding "
-                    f"{self.padding} gives {padded} along {'H' if axis == 0 else 'W'}")
         out, ctx = F.conv2d_forward(x, self.weight.data, self._bias_data(), self.stride, self.padding,
                                     self.dilation, self.groups)
         self._save_for_backward(out, ctx)

@@ -40,7 +40,7 @@ from .._checks import FLOAT_DTYPES, as_floating, describe, float_dtype
 from .._typing import ArrayLike, DTypeLike
 from .summary import summary as _summary
 
-__all__ = ["Module", "Parameter"]
+__all__ = ["Module", "Parameter", "RemovableHandle"]
 
 _M = TypeVar("_M", bound="Module")
 

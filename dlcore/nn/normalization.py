@@ -7,7 +7,7 @@ The math (forward, the compact backward, torch's running-statistics convention) 
 import numpy as np
 
 from .. import functional as F
-from .._checks import check_int, check_number
+from .._checks import check_int, check_number, float_dtype
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "InstanceNorm2d", "AdaIN"]
@@ -26,9 +26,7 @@ class _NormBase(Module):
         self.momentum = None if momentum is None else check_number(momentum, "momentum", 0.0, 1.0)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
-        dtype = np.dtype(dtype)
-        if dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+        dtype = float_dtype(dtype)
         if self.affine:
             self.weight = Parameter(np.ones(num_features, dtype=dtype))
             self.bias = Parameter(np.zeros(num_features, dtype=dtype))
