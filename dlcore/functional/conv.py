@@ -18,7 +18,7 @@ Each op validates once, then calls the active backend's kernels (compiled or Num
 see :mod:`dlcore.backends`), which do im2col/col2im and one matrix product per image and
 group (the compiled kernels: per tile of images, see ``src/dlcore/conv.pyx``; for few
 input channels in float32 they convolve directly, without im2col). The compiled kernels
-get :func:`dlcore.backends.kernel_threads` threads: fewer on a busy machine.
+get ``dlcore.backends.kernel_threads()`` threads: fewer on a busy machine.
 """
 import numpy as np
 
