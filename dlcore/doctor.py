@@ -181,8 +181,8 @@ def _check_openmp_runtimes(pools):
     before = [n for n in names[:names.index("dlcore")] if "." not in n] if "dlcore" in names else []
     owners = [(_owner(p, before), p) for p in paths]
     early = [(o, p) for o, p in owners if o]
-    # A note, not a problem: dlcore's kernels never set a wait policy and never overlap
-    # BLAS's threads, so sharing a runtime another package loaded first costs nothing.
+    # A note, not a problem: dlcore sets no OpenMP wait policy, so a runtime another package
+    # loaded (and configured) first serves dlcore's kernels as well as its own would.
     for owner, path in early:
         found.append(Finding("note", "import order",
                              f"{owner} was imported before dlcore and loaded the OpenMP runtime {path}; "

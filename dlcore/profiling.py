@@ -24,8 +24,8 @@ FLOP counts, with B the number of rows (batch) and for a convolution
     \text{backward } 4 P \, C_{out} K \,(+ P C_{out})
 
 (the backward is two products of the forward's size: the input gradient and the weight
-gradient; the first layer, whose input is data, skips the input gradient as in training,
-so its backward is one). The "backend" column says which kernels each layer called, on which backend;
+gradient; a layer that skips the input gradient, as a first Conv2d does in training
+because its input is data, counts one). The "backend" column says which kernels each layer called, on which backend;
 Linear layers call none: their products are NumPy's BLAS.
 """
 import time
@@ -107,7 +107,7 @@ class _Recorder:
         self.seconds = {}      # (name, "forward"|"backward") -> seconds in this step
         self.shapes = {}       # name -> (input shape, output shape, input, output)
         self.kernels = {}      # name -> kernel names called
-        self.no_input_grad = set()  # names whose backward was asked for no dL/dx
+        self.no_input_grad = set()  # names whose backward returned no dL/dx
         self.order = []
         self.current = []
 
@@ -139,8 +139,6 @@ class _Recorder:
 
     def _wrap(self, name, phase, fn):
         def run(*args, **kwargs):
-            if phase == "backward" and kwargs.get("input_grad") is False:
-                self.no_input_grad.add(name)
             self.current.append(name)
             start = time.perf_counter()
             try:
@@ -149,6 +147,8 @@ class _Recorder:
                 elapsed = time.perf_counter() - start
                 self.current.pop()
             self.seconds[(name, phase)] = self.seconds.get((name, phase), 0.0) + elapsed
+            if phase == "backward" and out is None:  # it skipped dL/dx (asked, or needs_input_grad=False)
+                self.no_input_grad.add(name)
             if phase == "forward":
                 if name not in self.shapes:
                     self.order.append(name)

@@ -199,7 +199,9 @@ def kernel_threads():
     """
     n = get_num_threads()
     if DYNAMIC and n > 1:
-        n = max(1, min(n, _free_cores()))
+        free = _free_cores()
+        if free is not None:
+            n = max(1, min(n, free))
     return n
 
 
@@ -245,7 +247,8 @@ def _own_runnable():
         except OSError:  # the thread ended meanwhile
             continue
         # "pid (comm) S ...": comm may contain spaces and parentheses, the state follows the last ')'
-        if stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] == b"R":
+        end = stat.rfind(b")")  # -1 for an empty read of a thread that is ending
+        if end >= 0 and stat[end + 2:end + 3] == b"R":
             count += 1
     return max(1, count)
 
@@ -259,11 +262,12 @@ def _others_runnable():
 
 
 def _free_cores():
-    """Usable cores minus other runnable tasks (>= 1); all usable cores when unknown."""
+    """Usable cores minus other runnable tasks (>= 1); None (no reduction) on a quiet
+    machine or when unknown."""
     global _last_read
     cores = usable_cores()
     if cores < (os.cpu_count() or cores):
-        return cores  # a CPU set smaller than the machine: the host's load is not ours
+        return None  # a CPU set smaller than the machine: the host's load is not ours
     now = time.monotonic()
     if now - _last_read >= _READ_EVERY:
         _last_read = now
@@ -271,8 +275,8 @@ def _free_cores():
         if others is not None:
             _readings.append(others)
             del _readings[:-_WINDOW]
-    if not _readings:
-        return cores
+    if not _readings or min(_readings) == 0:
+        return None  # quiet (or not read yet): the request stands, oversubscribed or not
     return max(1, cores - min(_readings))
 
 

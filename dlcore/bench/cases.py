@@ -527,6 +527,7 @@ def _lenet_trainer(kind):
         return step
 
     from dlcore import nn, optim
+    from dlcore.nn.module import backward_from_data
     model = _dlcore_lenet()
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
@@ -535,7 +536,7 @@ def _lenet_trainer(kind):
         optimizer.zero_grad()
         logits = model(x)
         loss = criterion(logits, y)
-        model.backward(criterion.backward(), input_grad=False)  # as torch: the data needs no gradient
+        backward_from_data(model, criterion.backward())  # as torch: the data needs no gradient
         optimizer.step()
         return logits, loss
     return step

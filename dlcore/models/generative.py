@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import _random, nn
 from .._checks import as_floating, check_int, describe
+from .linear_models import _sigmoid  # overflow-free σ, shared with the logistic models
 
 __all__ = [
     "DCGANDiscriminator",
@@ -89,11 +90,6 @@ class GaussianKL(nn.Module):
         g, (mu, var) = self._saved_for_backward(grad_output)
         g = g[:, None]
         return g * mu, 0.5 * g * (var - 1.0)
-
-
-def _sigmoid(v):
-    """σ(v) = 1 / (1 + e^-v), written as exp(-log(1 + e^-v)): no overflow warning for v << 0."""
-    return np.exp(-np.logaddexp(0, -v))
 
 
 def _bce_with_logits(logits, x):
