@@ -161,8 +161,8 @@ cdef inline void _gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
 # channels x 3 taps, six loads per nine multiply-adds; a 4-channel, one-tap version did ten
 # loads per eight and measured slower than im2col + GEMM). GNU C vector types keep the
 # accumulators in registers; on x86-64 the loops are compiled twice, for the baseline ISA
-# and for AVX2+FMA, and the copy is picked at run time from the CPU's features (no
-# -march=native: the module runs on any x86-64 CPU).
+# and for AVX2+FMA, and the copy is picked at run time from the CPU's features (never built
+# for the build machine's CPU alone: the module runs on any x86-64 CPU).
 cdef extern from *:
     """
     /* Row copies and row sums for im2col / col2im. restrict tells the compiler the two rows

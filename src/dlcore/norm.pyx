@@ -14,7 +14,7 @@ so results are bitwise the same for any thread count.
 
 Sums accumulate in double. A single double accumulator is one long chain of dependent adds
 (4 cycles each); eight partial sums in a fixed pattern are eight independent chains the compiler can also pack into SIMD registers.
-Without -ffast-math the compiler may not reorder a sum itself, so the partial sums are
+Under strict IEEE semantics (our build flags) the compiler may not reorder a sum itself, so the partial sums are
 written out.
 
 Index glossary: ``n`` sample, ``c`` channel, ``l`` position in a plane, ``p = n * C + c``
