@@ -266,7 +266,7 @@ cdef extern from *:
        and in channels F..F3-1; gw: (F3, C, KH, KW3), overwritten. F3 and KW3 are F and KW
        rounded up to multiples of 3: 3 channels x 3 taps = 9 accumulators, and per 8 columns
        6 loads for 9 multiply-adds. Each accumulator's 8 lanes are added in a fixed order. */
-    static inline float dlc_hsum8(dlc_v8 v) {
+    static inline __attribute__((always_inline)) float dlc_hsum8(dlc_v8 v) {  /* no 32-byte by-value ABI edge */
         float a[8];
         __builtin_memcpy(a, &v, 32);
         return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
