@@ -226,13 +226,17 @@ def test_threads_bitwise_equal(case, tile_bytes, rng, monkeypatch):
             np.testing.assert_array_equal(a, c)
 
 
-@requires_compiled
-@pytest.mark.parametrize("xs, ws, stride, padding, dilation, bias", [
+# Shapes for the direct (few-input-channel) paths: (x shape, weight shape, stride, padding, dilation, bias)
+DIRECT_CASES = [
     ((9, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, True),       # LeNet conv1
     ((9, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, True),      # LeNet conv2
     ((3, 2, 11, 37), (5, 2, 3, 4), (2, 1), (1, 3), (2, 1), False),  # tails, row stride, dilation
     ((2, 3, 5, 3), (7, 3, 3, 3), (1, 1), 2, (1, 2), True),          # output wider than the image
-])
+]
+
+
+@requires_compiled
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation, bias", DIRECT_CASES)
 @pytest.mark.parametrize("avx2", [True, False])
 def test_direct_forward_equals_gemm_path(xs, ws, stride, padding, dilation, bias, avx2, rng, monkeypatch):
     """Few input channels take the direct loops (float32); they agree with im2col + GEMM."""
@@ -253,11 +257,7 @@ def test_direct_forward_equals_gemm_path(xs, ws, stride, padding, dilation, bias
 
 
 @requires_compiled
-@pytest.mark.parametrize("xs, ws, stride, padding, dilation, bias", [
-    ((9, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, True),       # LeNet conv1
-    ((9, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, True),      # LeNet conv2
-    ((3, 2, 11, 37), (5, 2, 3, 4), (2, 1), (1, 3), (2, 1), False),  # tails, row stride, dilation
-    ((2, 3, 5, 3), (7, 3, 3, 3), (1, 1), 2, (1, 2), True),          # output wider than the image
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation, bias", DIRECT_CASES + [
     ((4, 1, 6, 6), (1, 1, 1, 1), 1, 0, 1, True),         # one output channel, a 1x1 window
 ])
 @pytest.mark.parametrize("avx2", [True, False])

@@ -102,7 +102,7 @@ def _threaded(pool, threads, op, arrays):
 
 def measure_limits(threads, quick=False):
     """Measure GEMM GFLOP/s and memory bandwidth now, with ``threads`` threads."""
-    from .timing import _blas_threads
+    from ..train import blas_limit  # NumPy's BLAS held to the run's threads
 
     repeats = 3 if quick else 7
     limits = {"threads": threads}
@@ -111,7 +111,7 @@ def measure_limits(threads, quick=False):
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), dtype=np.float32)
-    with _blas_threads(threads):
+    with blas_limit(threads):
         np.matmul(a, b, out=c)  # warm up the BLAS thread pool
         t, times = _median_time(lambda: np.matmul(a, b, out=c), repeats)
     flops = 2.0 * n ** 3

@@ -49,24 +49,14 @@ def impl_settings(impl, threads):
 
 
 @contextlib.contextmanager
-def _blas_threads(n):
-    """Limit NumPy's BLAS to ``n`` threads when threadpoolctl is installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=n, user_api="blas"):
-        yield
-
-
-@contextlib.contextmanager
 def run_context(impl, threads, training=False):
     """The backend, OpenMP and BLAS thread settings an implementation runs under.
 
     ``training``: a whole training step or epoch; dlcore's BLAS then gets what its Trainer
     gives it (:func:`dlcore.train.resolve_blas_threads`), so the case times what a user runs.
     """
+    from dlcore.train import blas_limit, resolve_blas_threads
+
     kind, backend, n = impl_settings(impl, threads)
     if kind == "torch":
         import torch
@@ -74,21 +64,19 @@ def run_context(impl, threads, training=False):
         previous = torch.get_num_threads()
         torch.set_num_threads(n)
         try:
-            with _blas_threads(n):
+            with blas_limit(n):
                 yield
         finally:
             torch.set_num_threads(previous)
         return
     import dlcore
 
-    from dlcore.train import resolve_blas_threads
-
     previous = dlcore.get_num_threads()
     dlcore.set_num_threads(n)
     try:
         with dlcore.use_backend(backend):
             blas = resolve_blas_threads("auto") if training else None
-            with _blas_threads(n if blas is None else blas):
+            with blas_limit(n if blas is None else blas):
                 yield
     finally:
         dlcore.set_num_threads(previous)
