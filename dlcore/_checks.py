@@ -30,6 +30,9 @@ def as_floating(x: Any, name: str, dtype: Optional[DTypeLike] = None) -> np.ndar
     dtype). Integer, bool, complex and object input raise TypeError: a silent cast
     would hide a bug (labels passed where images were meant, say).
     """
+    if (type(x) is np.ndarray and x.dtype.kind == "f" and x.flags.c_contiguous
+            and (x.dtype == dtype if dtype is not None else x.dtype in FLOAT_DTYPES)):
+        return x  # already what is asked for: the common case, kept cheap (every layer calls this)
     if not isinstance(x, np.ndarray):
         if isinstance(x, (numbers.Real, list, tuple)) and not isinstance(x, bool):
             x = np.asarray(x)

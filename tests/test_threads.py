@@ -187,7 +187,7 @@ def dynamic(monkeypatch):
     monkeypatch.setattr(threads, "_runnable_now", lambda: counts.pop(0) if counts else None)
     monkeypatch.setattr(threads, "_own_runnable", lambda: 1)  # only the calling thread
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "_MACHINE_CPUS", 4)
     monkeypatch.setattr(threads, "_requested", 4)
     monkeypatch.setattr(threads, "_omp_max_threads", None)
     return counts
@@ -213,7 +213,7 @@ def test_short_burst_does_not_reduce(dynamic):
 
 
 def test_no_reduction_inside_a_smaller_cpu_set(dynamic, monkeypatch):
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 64)  # a container's 4 of 64 CPUs
+    monkeypatch.setattr(threads, "_MACHINE_CPUS", 64)  # a container's 4 of 64 CPUs
     dynamic += [50] * 5
     assert [threads.kernel_threads() for _ in range(5)] == [4] * 5
 
@@ -251,7 +251,7 @@ def test_quiet_machine_keeps_all_threads_after_parallel_work(monkeypatch):
     monkeypatch.setattr(threads, "_READ_EVERY", 0.0)
     monkeypatch.setattr(threads, "_runnable_now", threads._own_runnable)
     monkeypatch.setattr(threads, "usable_cores", lambda: 2)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "_MACHINE_CPUS", 2)
     monkeypatch.setattr(threads, "_requested", 2)
     monkeypatch.setattr(threads, "_omp_max_threads", None)
     x = np.ones(1 << 20, np.float32)

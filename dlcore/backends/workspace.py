@@ -19,6 +19,7 @@ Only arrays of at least :data:`MIN_BYTES` are pooled; smaller ones come from ``n
 (malloc's own free lists already reuse them). The buffers hold stale values: callers use
 them for outputs that a kernel writes completely.
 """
+import math
 import sys
 import threading
 
@@ -48,7 +49,7 @@ def empty(shape, dtype):
     """An uninitialized array of ``shape`` and ``dtype`` that no one else references."""
     dtype = np.dtype(dtype)
     shape = tuple(int(d) for d in shape)
-    if int(np.prod(shape)) * dtype.itemsize < MIN_BYTES:
+    if math.prod(shape) * dtype.itemsize < MIN_BYTES:
         return np.empty(shape, dtype)
     with _lock:
         for i in range(len(_pool)):

@@ -392,6 +392,11 @@ class Module:
     @property
     def dtype(self) -> Optional[np.dtype]:
         """The dtype of the module's parameters (None for a module without any)."""
+        for param in self._parameters.values():  # a layer's own: asked at every forward
+            if param is not None:
+                return param.dtype
+        if not self._modules and not self._buffers:
+            return None  # a leaf without state (ReLU, MaxPool2d): nothing else to look at
         for param in self.parameters():
             return param.dtype
         for value in self.buffers():
