@@ -11,8 +11,9 @@ so that nothing this process imported or started can influence it:
   machine and with one extra CPU-bound process (a busy loop) running, each pair
   interleaved. ``busy / quiet`` is how much a program shares the cores gracefully.
 
-Every configuration is measured ``rounds`` times in alternation (A B A B ...), each time in
-a new process; the medians of the per-process medians are compared.
+Every configuration is measured ``rounds`` times in alternation (A B B A ... for the import
+order, A B A B ... for the busy machine), each time in a new process; the medians of the
+per-process medians are compared.
 """
 import json
 import os
@@ -75,12 +76,14 @@ def _reason(results):
 
 def import_order(threads, quick=False, rounds=None):
     """The compiled step with torch imported first vs dlcore first, in fresh processes."""
-    rounds = rounds or (1 if quick else 3)
-    samples = 5 if quick else 9
+    rounds = rounds or (1 if quick else 4)
+    samples = 5 if quick else 15
     runs = {"dlcore first": [], "torch first": []}
-    for _ in range(rounds):
-        runs["dlcore first"].append(_step_in_fresh_process("cython", threads, samples, torch_first=False))
-        runs["torch first"].append(_step_in_fresh_process("cython", threads, samples, torch_first=True))
+    for i in range(rounds):
+        # A B, then B A: a machine that speeds up or slows down during the case biases neither
+        for torch_first in ((False, True) if i % 2 == 0 else (True, False)):
+            key = "torch first" if torch_first else "dlcore first"
+            runs[key].append(_step_in_fresh_process("cython", threads, samples, torch_first=torch_first))
     first, second = _median_of(runs["dlcore first"]), _median_of(runs["torch first"])
     return {
         "name": PROCESS_CASES[0], "threads": threads, "rounds": rounds,
