@@ -1,9 +1,8 @@
 """The machine: what it is (the report header) and what it can do (limits measured in
 the same run as the cases).
 
-Limits, each the best of several repeats at the run's thread count (a limit is what the
-machine *can* do; on a shared machine the median would understate it and make every
-fraction look better than it is -- the medians are kept as ``*_median``):
+Limits at the run's thread count, each the best of several repeats (what the machine
+*can* do) with the median kept as ``*_median``:
 
 * ``gemm_gflops`` -- float32 GFLOP/s of a large square matmul through NumPy's BLAS
   (``2*n**3`` flops): the roof for convolution, which is GEMMs plus im2col/col2im;
@@ -18,7 +17,11 @@ fraction look better than it is -- the medians are kept as ``*_median``):
   only if the copy uses streaming (non-temporal) stores, as glibc's memcpy does above
   a size threshold on some CPUs. Reported for context, not used as the floor.
 
-``bandwidth_gbs`` is ``update_gbs``: the DRAM traffic rate. The floor of a memory-bound
+``bandwidth_gbs`` is ``update_gbs_median``: the DRAM traffic rate, as a median because
+the cases it is compared with are timed as medians (on the shared 2-core dev machine
+the best of 7 repeats of the probe ranged over 37-75 GB/s within minutes, while the
+cases' medians saw the average load; best against median made the ratios swing with one
+lucky repeat). The floor of a memory-bound
 case is ``bytes / bandwidth_gbs`` where ``bytes`` counts each array read once and each
 array written once (``dlcore/bench/cases.py``). A kernel that writes fresh output reaches
 it only with streaming stores (otherwise its writes cost double: a copy-like kernel with
@@ -122,7 +125,7 @@ def measure_limits(threads, quick=False):
     """Measure GEMM GFLOP/s and memory bandwidth now, with ``threads`` threads."""
     from ..train import blas_limit  # NumPy's BLAS held to the run's threads
 
-    repeats = 3 if quick else 7
+    repeats = 3 if quick else 9
     limits = {"threads": threads}
     n = 1536 if quick else 2048
     rng = np.random.default_rng(0)
@@ -161,7 +164,8 @@ def measure_limits(threads, quick=False):
         _, times = _median_time(lambda: np.copyto(dst, src), repeats)
         limits["copy_gbs_1thread"] = 2 * src.nbytes / min(times) / 1e9
     del src, dst
-    limits["bandwidth_gbs"] = limits["update_gbs"]  # exact traffic count; see the docstring
+    # exact traffic count, median as the cases' times; see the docstring
+    limits["bandwidth_gbs"] = limits["update_gbs_median"]
     return limits
 
 
