@@ -163,6 +163,10 @@ def measure_limits(threads, quick=False):
     if threads > 1:  # how much one thread alone gets (context for the thread column)
         _, times = _median_time(lambda: np.copyto(dst, src), repeats)
         limits["copy_gbs_1thread"] = 2 * src.nbytes / min(times) / 1e9
+        # The floor's probe on one thread: on a busy machine the kernels may run on fewer
+        # threads than asked (dlcore.backends.threads.kernel_threads), the probe does not.
+        t, _ = _median_time(lambda: add(dst, src), repeats)
+        limits["update_gbs_1thread_median"] = 3 * src.nbytes / t / 1e9
     del src, dst
     # exact traffic count, median as the cases' times; see the docstring
     limits["bandwidth_gbs"] = limits["update_gbs_median"]
