@@ -105,12 +105,12 @@ cdef extern from *:
     #else
     #define DLCORE_MULTIVERSION
     #endif
-    DLCORE_MULTIVERSION static void dlcore_adam_param_f(float *restrict p, const float *restrict m,
-            const float *restrict root, Py_ssize_t n, float decay, float step_size, float bc2_sqrt, float eps) {
+    DLCORE_MULTIVERSION static void dlcore_adam_param_f(float *p, const float *m,
+            const float *root, Py_ssize_t n, float decay, float step_size, float bc2_sqrt, float eps) {
         for (Py_ssize_t i = 0; i < n; i++) p[i] = p[i] * decay - step_size * m[i] / (root[i] / bc2_sqrt + eps);
     }
-    DLCORE_MULTIVERSION static void dlcore_adam_param_d(double *restrict p, const double *restrict m,
-            const double *restrict root, Py_ssize_t n, double decay, double step_size, double bc2_sqrt, double eps) {
+    DLCORE_MULTIVERSION static void dlcore_adam_param_d(double *p, const double *m,
+            const double *root, Py_ssize_t n, double decay, double step_size, double bc2_sqrt, double eps) {
         for (Py_ssize_t i = 0; i < n; i++) p[i] = p[i] * decay - step_size * m[i] / (root[i] / bc2_sqrt + eps);
     }
     """
