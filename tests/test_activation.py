@@ -172,6 +172,53 @@ def test_elementwise_threads_bitwise(op, dtype, rng):
 
 
 @requires_cython
+@pytest.mark.parametrize("op", ["sigmoid", "tanh"])
+def test_backward_from_output_bitwise_twin(op, dtype, rng):
+    """sigmoid's and tanh's backward, from the saved output, are a few float operations
+    in the twin's order and precision: bitwise equal to it (float32 stays float32)."""
+    n = 100_003
+    y = np.tanh(rng.standard_normal(n) * 3).astype(dtype)
+    if op == "sigmoid":
+        y = ((y + 1) / 2).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+    out = {}
+    for be in ("cython", "numpy"):
+        out[be] = np.empty_like(y)
+        getattr(backends.backend(be), op + "_backward")(g, y, out[be], 2)
+    assert np.array_equal(out["cython"], out["numpy"])
+
+
+@requires_cython
+@pytest.mark.parametrize("op", ELEMENTWISE)
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_elementwise_streaming_stores_bitwise(op, offset, dtype, rng):
+    """Outputs past the cache are written with streaming stores (src/dlcore/_stream.pxd):
+    forced on for small arrays, the results are bitwise the plain path's, with the output
+    misaligned by `offset` elements (plain stores up to the 16-byte boundary) and a ragged
+    tail, at 1 and 2 threads."""
+    from dlcore.backends.cython_kernels import activation as mod
+
+    n = 2 * 65536 + 37
+    x = (rng.standard_normal(n) * 5).astype(dtype)
+    x[:50] = 0
+    g = rng.standard_normal(n).astype(dtype)
+    plain = _run_elementwise("cython", op, x, g, 2)
+    k = backends.backend("cython")
+    args = _args(op)
+    old = mod._stream_min_bytes(0)
+    try:
+        for n_threads in (1, 2):
+            out = np.full(n + offset, np.nan, dtype)[offset:]
+            gi = np.full(n + offset, np.nan, dtype)[offset:]
+            getattr(k, op + "_forward")(x, out, *args, n_threads)
+            getattr(k, op + "_backward")(g, x if op in ("leaky_relu", "silu") else out, gi, *args, n_threads)
+            assert np.array_equal(out, plain[0]) and np.array_equal(gi, plain[1])
+    finally:
+        mod._stream_min_bytes(old)
+    assert mod._stream_min_bytes() == old
+
+
+@requires_cython
 @pytest.mark.parametrize("op", ALONG_DIM + ["ce"])
 def test_rows_threads_bitwise(op, dtype, rng):
     x = (rng.standard_normal((301, 257)) * 4).astype(dtype)

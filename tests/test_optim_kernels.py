@@ -150,6 +150,26 @@ def test_thread_count_invariance_is_bitwise(name, dtype):
 
 
 @requires_cython
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", ["adagrad_step", "rmsprop_step", "adam_step", "adamw_step"])
+def test_square_roots_bitwise_on_every_instruction_set(name, dtype):
+    """The square-root rules take their roots 16/8 at a time with AVX-512F or AVX when the
+    CPU has them, else with SSE2 (a run-time choice): the SSE2-only run gives the same bits,
+    on a size with ragged vector tails."""
+    from dlcore.backends.cython_kernels import optim as mod
+
+    arrays, scalars = make_case(name, 2 * CHUNK + 263, dtype, np.random.default_rng(11))
+    best = run("cython", name, arrays, scalars, 2)
+    mod._set_isa(False)
+    try:
+        sse2 = run("cython", name, arrays, scalars, 2)
+    finally:
+        mod._set_isa(True)
+    for a, b in zip(best, sse2):
+        np.testing.assert_array_equal(a, b)
+
+
+@requires_cython
 @pytest.mark.parametrize("name", OPTIM_KERNELS)
 def test_several_steps_agree(name):
     # State written by one step is read by the next: run both backends five steps.

@@ -224,6 +224,26 @@ def test_compiled_equals_twin_hypothesis_continuous(case, seed):
     assert_same(run_kernels(CYTHON, x, k, s, p, seed=seed), run_kernels(NUMPY, x, k, s, p, seed=seed))
 
 
+@requires_cython
+@pytest.mark.parametrize("avx2", [True, False], ids=["best", "sse2"])
+@pytest.mark.parametrize("specials", [False, True], ids=["finite", "nan-inf"])
+def test_max_pool_2x2_float32_steps_equal_twin(avx2, specials):
+    """The float32 2x2 forward takes 8 windows per AVX2 step (when the CPU has it), 4 per
+    SSE2 step, then single windows: every row width from 1 to 21 windows mixes them (the
+    AVX2 row ends with an overlapping step), odd widths leave a column out, ties and
+    NaN / inf cover the selection rule."""
+    from dlcore.backends.cython_kernels import pool as mod
+
+    mod._set_isa(avx2)
+    try:
+        for W in range(2, 44):
+            x = edge_input((2, 3, 5, W), np.float32, seed=W, specials=specials)
+            assert_same(run_kernels(CYTHON, x, (2, 2), (2, 2), (0, 0), n_threads=2),
+                        run_kernels(NUMPY, x, (2, 2), (2, 2), (0, 0)))
+    finally:
+        mod._set_isa(True)
+
+
 # ---- 3. thread-count invariance (the grid above also runs the compiled side on 2 threads) ----------------------------------------------------------
 
 @requires_cython

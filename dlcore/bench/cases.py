@@ -18,7 +18,10 @@ Work counts, used for GFLOP/s and GB/s:
 * convolution: ``2*N*F*C*KH*KW*OH*OW`` flops per forward, twice that for the backward
   (grad input and grad weight);
 * memory-bound ops: the bytes that *must* move (each array read or written once, at the
-  array's dtype); a kernel that touches memory more often shows a lower GB/s.
+  array's dtype); a kernel that touches memory more often shows a lower GB/s. An array
+  updated in place counts twice (read, written), as the bandwidth probe's ``a += b`` counts
+  ``a`` (``dlcore/bench/machine.py``); the line a plain store reads before overwriting a
+  fresh output (write-allocate) is not counted, since streaming stores avoid it.
 """
 import math
 from dataclasses import dataclass, field
