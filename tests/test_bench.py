@@ -337,3 +337,21 @@ def test_main_does_not_hide_a_subcommand_that_fails_to_import(monkeypatch):
     monkeypatch.setitem(sys.modules, "dlcore.cli_train", None)  # as if its import failed
     with pytest.raises(ImportError):
         main(["info"])
+
+
+def test_kernel_cases_run_exactly_the_threads_asked_model_cases_as_a_user_would(monkeypatch):
+    """A kernel case's "2 threads" are 2 even on a busy machine (the busy-machine rule is
+    off while it runs); a training case keeps the rule, as a Trainer does; both restore it."""
+    from dlcore.backends import threads
+    from dlcore.bench.timing import run_context
+
+    monkeypatch.setattr(threads, "DYNAMIC", True)
+    with run_context("cython", 2):
+        assert threads.DYNAMIC is False
+    assert threads.DYNAMIC is True
+    with run_context("cython", 2, training=True):
+        assert threads.DYNAMIC is True
+    monkeypatch.setattr(threads, "DYNAMIC", False)  # (the test suite's own setting stays)
+    with run_context("cython", 2, training=True):
+        assert threads.DYNAMIC is False
+    assert threads.DYNAMIC is False

@@ -53,7 +53,11 @@ def run_context(impl, threads, training=False):
     """The backend, OpenMP and BLAS thread settings an implementation runs under.
 
     ``training``: a whole training step or epoch; dlcore's BLAS then gets what its Trainer
-    gives it (:func:`dlcore.train.resolve_blas_threads`), so the case times what a user runs.
+    gives it (:func:`dlcore.train.resolve_blas_threads`), so the case times what a user runs,
+    busy-machine rule included. A kernel case runs on exactly ``threads`` threads: on a
+    loaded machine the rule (``dlcore.backends.threads``, rule 4) would otherwise give it
+    fewer than the column header says, and the memory-bound ratios would set a one-thread
+    kernel against a two-thread bandwidth floor.
     """
     from dlcore.train import blas_limit, resolve_blas_threads
 
@@ -71,14 +75,18 @@ def run_context(impl, threads, training=False):
         return
     import dlcore
 
-    previous = dlcore.get_num_threads()
+    from dlcore.backends import threads as thread_policy
+
+    previous, dynamic = dlcore.get_num_threads(), thread_policy.DYNAMIC
     dlcore.set_num_threads(n)
+    thread_policy.DYNAMIC = dynamic and training
     try:
         with dlcore.use_backend(backend):
             blas = resolve_blas_threads("auto") if training else None
             with blas_limit(n if blas is None else blas):
                 yield
     finally:
+        thread_policy.DYNAMIC = dynamic
         dlcore.set_num_threads(previous)
 
 
