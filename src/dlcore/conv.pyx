@@ -260,55 +260,86 @@ cdef extern from *:
                    (xp, C, HP, WP, wp, FB, F, KH, KW, SH, DH, DW, OH, OW, bias, out))
 
     /* The weight gradient of NT images, directly:
-       gw[f, c, kh, kw] = sum over j, oh, ow of gp[j, f, oh, ow] * xp[j, c, oh*SH + kh*DH, ow + kw*DW]
-       xp: (NT, C, HP, WP) padded images, WP >= OWP + (KW3 - 1)*DW;
-       gp: (NT, F3, OH, OWP) upstream gradients, zero in columns OW..OWP-1 (OWP a multiple of 8)
-       and in channels F..F3-1; gw: (F3, C, KH, KW3), overwritten. F3 and KW3 are F and KW
-       rounded up to multiples of 3: 3 channels x 3 taps = 9 accumulators, and per 8 columns
-       6 loads for 9 multiply-adds. Each accumulator's 8 lanes are added in a fixed order. */
+       gw[f, c, kh, kw] = sum over j, oh, ow of g[j, f, oh, ow] * xp[j, c, oh*SH + kh*DH, ow + kw*DW]
+       xp: padded images, image j's channel c at xp + j*XS + c*CS, rows WP apart;
+       gp: upstream gradients, image j's channel f at gp + j*GS + f*GC, walked as R runs of
+       LR numbers (LR a multiple of 8), run r at x offset r*XR and g offset r*GR: one run per
+       output row (r = oh), or for stride 1 one run over all rows, the gradient stored with
+       x's row length WP, so a run covers whole rows without a loop per row of 10 or 14
+       columns. gp is zero wherever no output is (past OW in a row, past the last row), so
+       what x holds there never counts. gw: (F, C, KH, KW), overwritten.
+       Blocks of up to 3 channels x 3 taps: 9 accumulators, and per 8 columns 6 loads for 9
+       multiply-adds. The blocks split F and KW exactly (a remainder of 4 as 2 + 2), so no
+       lane works on a channel or tap that does not exist. Each accumulator's 8 lanes are
+       added in a fixed order. */
     static inline __attribute__((always_inline)) float dlc_hsum8(dlc_v8 v) {  /* no 32-byte by-value ABI edge */
         float a[8];
         __builtin_memcpy(a, &v, 32);
         return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
     }
+    /* One block: NF channels from g0, NK taps from x0; d = gw's first entry, fs its step
+       from one channel to the next. NF and NK are constants, so the compiler unrolls the
+       small loops and keeps the accumulators in registers. */
+    #define DLC_GW_BLOCK(NF, NK) \\
+    static inline __attribute__((always_inline)) void dlc_gw_##NF##NK( \\
+            const float* x0, long XS, const float* g0, long GS, long GC, long NT, long R, long LR, \\
+            long XR, long GR, long DW, float* d, long fs) \\
+    { \\
+        dlc_v8 a[NF][NK]; \\
+        for (int i = 0; i < NF; i++) for (int k = 0; k < NK; k++) a[i][k] = (dlc_v8){0}; \\
+        for (long j = 0; j < NT; j++) \\
+            for (long r = 0; r < R; r++) { \\
+                const float* xr = x0 + j * XS + r * XR; \\
+                const float* gr = g0 + j * GS + r * GR; \\
+                for (long q = 0; q < LR; q += 8) { \\
+                    dlc_v8 u[NF]; \\
+                    for (int i = 0; i < NF; i++) u[i] = dlc_load8(gr + i * GC + q); \\
+                    for (int k = 0; k < NK; k++) { \\
+                        dlc_v8 s = dlc_load8(xr + q + k * DW); \\
+                        for (int i = 0; i < NF; i++) a[i][k] += u[i] * s; \\
+                    } \\
+                } \\
+            } \\
+        for (int i = 0; i < NF; i++) for (int k = 0; k < NK; k++) d[i * fs + k] = dlc_hsum8(a[i][k]); \\
+    }
+    DLC_GW_BLOCK(1, 1) DLC_GW_BLOCK(1, 2) DLC_GW_BLOCK(1, 3)
+    DLC_GW_BLOCK(2, 1) DLC_GW_BLOCK(2, 2) DLC_GW_BLOCK(2, 3)
+    DLC_GW_BLOCK(3, 1) DLC_GW_BLOCK(3, 2) DLC_GW_BLOCK(3, 3)
+
+    static inline long dlc_block3(long left) { return left == 4 ? 2 : (left < 3 ? left : 3); }
+
     static inline __attribute__((always_inline)) void dlc_direct_gw_body(
-            const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3, long OH,
-            long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw)
+            const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp, long GS,
+            long GC, long R, long LR, long XR, long GR, long F, long KH, long KW, long DH, long DW,
+            float* gw)
     {
-        for (long f = 0; f < F3; f += 3)
+        long fs = C * KH * KW, nf, nk;   /* fs: from channel f to f + 1 in gw */
+        for (long f = 0; f < F; f += nf) {
+            nf = dlc_block3(F - f);
             for (long c = 0; c < C; c++)
                 for (long kh = 0; kh < KH; kh++)
-                    for (long kw = 0; kw < KW3; kw += 3) {
-                        dlc_v8 a00 = {0}, a01 = {0}, a02 = {0}, a10 = {0}, a11 = {0}, a12 = {0},
-                               a20 = {0}, a21 = {0}, a22 = {0};
-                        for (long j = 0; j < NT; j++)
-                            for (long oh = 0; oh < OH; oh++) {
-                                const float* xr = xp + ((j * C + c) * HP + oh * SH + kh * DH) * WP + kw * DW;
-                                const float* g0 = gp + ((j * F3 + f) * OH + oh) * OWP;
-                                const float* g1 = g0 + OH * OWP;
-                                const float* g2 = g1 + OH * OWP;
-                                for (long ow = 0; ow < OWP; ow += 8) {
-                                    dlc_v8 u0 = dlc_load8(g0 + ow), u1 = dlc_load8(g1 + ow), u2 = dlc_load8(g2 + ow);
-                                    dlc_v8 s = dlc_load8(xr + ow);
-                                    a00 += u0 * s; a10 += u1 * s; a20 += u2 * s;
-                                    s = dlc_load8(xr + ow + DW);
-                                    a01 += u0 * s; a11 += u1 * s; a21 += u2 * s;
-                                    s = dlc_load8(xr + ow + 2 * DW);
-                                    a02 += u0 * s; a12 += u1 * s; a22 += u2 * s;
-                                }
-                            }
-                        float* d = gw + ((f * C + c) * KH + kh) * KW3 + kw;
-                        long fs = C * KH * KW3;   /* from channel f to f + 1 */
-                        d[0] = dlc_hsum8(a00); d[1] = dlc_hsum8(a01); d[2] = dlc_hsum8(a02);
-                        d[fs] = dlc_hsum8(a10); d[fs + 1] = dlc_hsum8(a11); d[fs + 2] = dlc_hsum8(a12);
-                        d[2 * fs] = dlc_hsum8(a20); d[2 * fs + 1] = dlc_hsum8(a21); d[2 * fs + 2] = dlc_hsum8(a22);
+                    for (long kw = 0; kw < KW; kw += nk) {
+                        nk = dlc_block3(KW - kw);
+                        const float* x0 = xp + c * CS + kh * DH * WP + kw * DW;
+                        const float* g0 = gp + f * GC;
+                        float* d = gw + ((f * C + c) * KH + kh) * KW + kw;
+                        #define DLC_GW_CALL(NF, NK) case NF * 4 + NK: \\
+                            dlc_gw_##NF##NK(x0, XS, g0, GS, GC, NT, R, LR, XR, GR, DW, d, fs); break;
+                        switch (nf * 4 + nk) {
+                            DLC_GW_CALL(1, 1) DLC_GW_CALL(1, 2) DLC_GW_CALL(1, 3)
+                            DLC_GW_CALL(2, 1) DLC_GW_CALL(2, 2) DLC_GW_CALL(2, 3)
+                            DLC_GW_CALL(3, 1) DLC_GW_CALL(3, 2) DLC_GW_CALL(3, 3)
+                        }
+                        #undef DLC_GW_CALL
                     }
+        }
     }
 
     DLC_TWO_COPIES(dlc_direct_gw,
-                   (const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3, long OH,
-                    long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw),
-                   (xp, NT, C, HP, WP, gp, F3, OH, OWP, KH, KW3, SH, DH, DW, gw))
+                   (const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp, long GS,
+                    long GC, long R, long LR, long XR, long GR, long F, long KH, long KW, long DH, long DW,
+                    float* gw),
+                   (xp, NT, XS, C, CS, WP, gp, GS, GC, R, LR, XR, GR, F, KH, KW, DH, DW, gw))
 
     /* *out = the sum of s[0..n) in float64, for the bias gradient: 8 running sums (lanes
        l mod 8, two vectors of 4 doubles), added in a fixed order. */
@@ -339,8 +370,9 @@ cdef extern from *:
     static void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                                long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                                const float* bias, float* out) {}
-    static void dlc_direct_gw(const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3,
-                              long OH, long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw) {}
+    static void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
+                              long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
+                              long DH, long DW, float* gw) {}
     #endif
     """
     bint DLC_DIRECT
@@ -353,9 +385,9 @@ cdef extern from *:
                         long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                         const float* bias, float* out) noexcept nogil
     void dlc_sum(const float* s, long n, double* out) noexcept nogil
-    void dlc_direct_gw(const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3,
-                       long OH, long OWP, long KH, long KW3, long SH, long DH, long DW,
-                       float* gw) noexcept nogil
+    void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
+                       long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
+                       long DH, long DW, float* gw) noexcept nogil
 
 
 def _direct_isa(bint avx2):
@@ -841,64 +873,110 @@ cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const flo
     _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
 
 
-# ---- the direct weight gradient (few input channels, float32) ------------------------------
+# ---- the direct backward (few input channels, float32) -------------------------------------
 # LeNet's conv1 (one input channel, K = 25): im2col copies every pixel 25 times and BLAS
 # packs the copies again, for a product of only 6 rows. The direct loops (dlc_direct_gw)
-# read a padded copy of each image and of its upstream gradient instead. The input gradient,
-# when asked, still takes W2.T @ g and col2im; the tiles do not depend on whether it is
-# asked, so neither does the weight gradient, bitwise. Measurements: at DIRECT_GW_MAX_K.
+# read a padded copy of each image and of its upstream gradient instead.
+# With stride 1 the upstream gradient is stored with the padded image's row length WP
+# ("flat": output (oh, ow) at oh*WP + ow, zeros in between), so that pixel (oh + kh*DH,
+# ow + kw*DW) sits at a fixed distance kh*DH*WP + kw*DW from it: the weight gradient runs
+# over all rows at once, and so does the input gradient's fold -- W2.T @ g, then each of
+# the K rows added at its distance into a padded plane (rows of about 140 numbers, not
+# 10). With a larger stride along H the gradient is stored row by row, and the input
+# gradient takes im2col's W2.T @ g and col2im. The tiles depend on the shape only, never
+# on whether the input gradient is asked, so neither does the weight gradient.
 
 cdef struct DirectGrad:
-    # padded image (C, HP, WP) and padded upstream gradient (F3, OH, OWP) of one image;
-    # F3, KW3: F and KW rounded up to multiples of 3
-    intp_t HP, WP, OWP, F3, KW3, xp_size, gp_size, gw_size
+    # padded image: channel stride CS, image stride XS, rows WP apart, HP rows;
+    # upstream gradient gp: image stride GS, channel stride GC, walked as R runs of LR
+    # numbers, XR and GR apart in x and gp; flat: stride 1 (see above)
+    intp_t HP, WP, CS, XS, GS, GC, R, LR, XR, GR, gp_size, plane_size
+    bint flat
 
 
 cdef DirectGrad _direct_grad_setup(Conv* p, const Window* w):
-    """The direct weight gradient's geometry; sets the tiles (p.T, p.n_tiles) for its workspace."""
+    """The direct backward's geometry; sets the tiles (p.T, p.n_tiles) for its workspace."""
     cdef DirectGrad d
-    d.OWP = (w.OW + 7) // 8 * 8
-    d.F3 = (p.F + 2) // 3 * 3
-    d.KW3 = (w.KW + 2) // 3 * 3
+    cdef intp_t OWP = (w.OW + 7) // 8 * 8, per_image
+    d.flat = w.SH == 1
     d.HP = w.H + 2 * w.PH
-    d.WP = max(w.W + 2 * w.PW, d.OWP + (d.KW3 - 1) * w.DW)
-    d.xp_size = p.C * d.HP * d.WP
-    d.gp_size = d.F3 * w.OH * d.OWP
-    d.gw_size = _round16(d.F3 * p.C * w.KH * d.KW3)
-    # the input gradient's columns too, asked or not: the same tiles either way
-    p.T = _tile_images(p.N, d.xp_size + d.gp_size + (p.K + p.F) * p.L, sizeof(float))
+    if d.flat:
+        d.WP = w.W + 2 * w.PW
+        d.R, d.LR, d.XR, d.GR = 1, (w.OH * d.WP + 7) // 8 * 8, 0, 0
+        # a run reads up to (KW-1)*DW + 7 numbers past the plane: room after the last one
+        d.plane_size = _round16(d.HP * d.WP + (w.KW - 1) * w.DW + 8)
+        d.CS = d.HP * d.WP
+        d.XS = _round16(p.C * d.CS - d.CS + d.plane_size)
+    else:
+        d.WP = max(w.W + 2 * w.PW, OWP + (w.KW - 1) * w.DW)
+        d.R, d.LR, d.XR, d.GR = w.OH, OWP, w.SH * d.WP, OWP
+        d.plane_size = 0
+        d.CS = d.HP * d.WP
+        d.XS = p.C * d.CS
+    p.T = 1   # set below; gp's strides need it
+    per_image = d.XS + p.F * d.R * d.LR + (p.K + p.F) * max(p.L, d.R * d.LR)
+    p.T = _tile_images(p.N, per_image, sizeof(float))
     p.n_tiles = (p.N + p.T - 1) // p.T
+    if d.flat:   # (F, T, LR): a channel's images side by side, the GEMM's right operand
+        d.GS, d.GC = d.LR, p.T * d.LR
+    else:        # (T, F, OH, OWP)
+        d.GS, d.GC = p.F * d.R * d.LR, d.R * d.LR
+    d.gp_size = p.T * p.F * d.R * d.LR
     return d
 
 
 cdef intp_t _direct_grad_scratch(const Conv* p, const DirectGrad* d) noexcept nogil:
-    return _round16(p.T * (d.xp_size + d.gp_size)) + d.gw_size + p.T * (p.K + p.F) * p.L
+    """xp, gp, then the input gradient's columns (K, T*LR) and gradient rows or plane."""
+    return (_round16(p.T * d.XS) + _round16(d.gp_size) + _round16(p.T * p.K * max(p.L, d.R * d.LR))
+            + max(p.T * p.F * p.L, d.plane_size))
+
+
+cdef void _fold_flat(const float* cols, intp_t nt, intp_t C, const DirectGrad* d, const Window* win,
+                     float* plane, float* gin) noexcept nogil:
+    """grad_input of nt images from the flat columns (K, nt*LR): each row added at its distance
+    into a padded plane, in (kh, kw) order as col2im; then the plane's interior copied out."""
+    cdef intp_t j, c, kh, kw, h, rs = nt * d.LR
+    cdef const float* row
+    for j in range(nt):
+        for c in range(C):
+            memset(plane, 0, d.plane_size * sizeof(float))
+            row = cols + c * win.KH * win.KW * rs + j * d.LR
+            for kh in range(win.KH):
+                for kw in range(win.KW):
+                    dlc_add_f(plane + kh * win.DH * d.WP + kw * win.DW, row, d.LR)
+                    row += rs
+            for h in range(win.H):
+                memcpy(gin + ((j * C + c) * win.H + h) * win.W, plane + (h + win.PH) * d.WP + win.PW,
+                       win.W * sizeof(float))
 
 
 cdef void _direct_backward_tile(const float* x, const float* w2, const float* gout, float* gin,
                                 float* gw_part, double* gb_part, float* scratch, intp_t t,
                                 const Conv* p, const DirectGrad* d, const Window* win) noexcept nogil:
     cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, plane = win.H * win.W
-    cdef intp_t j, f, r, oh, KK = win.KH * win.KW
+    cdef intp_t j, f, oh
     cdef float* xp = scratch
-    cdef float* gp = xp + p.T * d.xp_size
-    cdef float* gws = scratch + _round16(p.T * (d.xp_size + d.gp_size))
-    cdef float* cols = gws + d.gw_size
-    cdef float* gt = cols + p.T * p.K * p.L
+    cdef float* gp = xp + _round16(p.T * d.XS)
+    cdef float* cols = gp + _round16(d.gp_size)
+    cdef float* gt = cols + _round16(p.T * p.K * max(p.L, d.R * d.LR))   # or the flat fold's plane
+    cdef float* g
+    memset(gp, 0, d.gp_size * sizeof(float))
     for j in range(nt):
-        _pad_image(x + (n0 + j) * p.C * plane, p.C, win, d.HP, d.WP, xp + j * d.xp_size)
-        memset(gp + j * d.gp_size, 0, d.gp_size * sizeof(float))
+        _pad_image(x + (n0 + j) * p.C * plane, p.C, win, d.HP, d.WP, xp + j * d.XS)
         for f in range(p.F):
+            g = gp + j * d.GS + f * d.GC
             for oh in range(win.OH):
-                memcpy(gp + j * d.gp_size + (f * win.OH + oh) * d.OWP,
+                memcpy(g + oh * (d.WP if d.flat else d.LR),
                        gout + ((n0 + j) * p.F + f) * p.L + oh * win.OW, win.OW * sizeof(float))
-    dlc_direct_gw(xp, nt, p.C, d.HP, d.WP, gp, d.F3, win.OH, d.OWP, win.KH, d.KW3, win.SH, win.DH,
-                  win.DW, gws)
-    for r in range(p.F * p.C * win.KH):   # (F3, C, KH, KW3) -> (F, C, KH, KW)
-        memcpy(gw_part + r * win.KW, gws + r * d.KW3, win.KW * sizeof(float))
+    dlc_direct_gw(xp, nt, d.XS, p.C, d.CS, d.WP, gp, d.GS, d.GC, d.R, d.LR, d.XR, d.GR, p.F,
+                  win.KH, win.KW, win.DH, win.DW, gw_part)
     if p.has_bias:
         _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
     if not p.want_input:
+        return
+    if d.flat:   # cols (K, nt*LR) = W2.T @ gp, then folded
+        _gemm(True, False, p.K, nt * d.LR, p.F, w2, p.K, gp, d.GC, 0, cols, nt * d.LR)
+        _fold_flat(cols, nt, p.C, d, win, gt, gin + n0 * p.C * plane)
         return
     if nt == 1:
         gt = <float*> gout + n0 * p.F * p.L
@@ -973,6 +1051,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
     _direct_setup(&p, &win, sizeof(floating), groups)
     cdef bint direct = p.direct and p.K <= DIRECT_GW_MAX_K
     cdef DirectGrad dg
+    dg.flat = False
     if direct:
         dg = _direct_grad_setup(&p, &win)
     _check_ints(p.K, p.T * L)
