@@ -341,6 +341,46 @@ cdef extern from *:
                     float* gw),
                    (xp, NT, XS, C, CS, WP, gp, GS, GC, R, LR, XR, GR, F, KH, KW, DH, DW, gw))
 
+    /* The fold of one image's flat columns (the direct backward, stride 1):
+       plane[p - P0] = sum over taps t = (kh, kw), in that order, of rows[t*rs + p - s_t] with
+       s_t = kh*DH*WP + kw*DW, for p in [P0, P0 + NP) (NP a multiple of 32); a term whose
+       p - s_t falls outside [0, LR) is left out (added as 0). 32 numbers at a time in
+       registers: a sum per output, not KH*KW passes of read-modify-write over the plane,
+       whose shifted rows (one number apart) keep reloading values just stored. */
+    /* row[q .. q+8) with the numbers outside [0, LR) as 0; a macro: see dlc_load8 */
+    #define dlc_fold_part(row, q, LR) ({ long q_ = (q); dlc_v8 v_ = {0}; \\
+        if (q_ >= 0 && q_ + 8 <= (LR)) v_ = dlc_load8((row) + q_); \\
+        else if (q_ + 8 > 0 && q_ < (LR)) \\
+            for (int i_ = 0; i_ < 8; i_++) v_[i_] = q_ + i_ >= 0 && q_ + i_ < (LR) ? (row)[q_ + i_] : 0.0f; \\
+        v_; })
+    static inline __attribute__((always_inline)) void dlc_fold_body(
+            const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
+            long P0, long NP, float* plane)
+    {
+        for (long p = P0; p < P0 + NP; p += 32) {
+            dlc_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            const float* row = rows;
+            for (long kh = 0; kh < KH; kh++)
+                for (long kw = 0; kw < KW; kw++, row += rs) {
+                    long q = p - (kh * DH * WP + kw * DW);   /* the row's index for output p */
+                    if (q >= 0 && q + 32 <= LR) {
+                        a0 += dlc_load8(row + q); a1 += dlc_load8(row + q + 8);
+                        a2 += dlc_load8(row + q + 16); a3 += dlc_load8(row + q + 24);
+                    } else if (q + 32 > 0 && q < LR) {   /* the row's first or last numbers */
+                        a0 += dlc_fold_part(row, q, LR); a1 += dlc_fold_part(row, q + 8, LR);
+                        a2 += dlc_fold_part(row, q + 16, LR); a3 += dlc_fold_part(row, q + 24, LR);
+                    }
+                }
+            float* d = plane + p - P0;
+            __builtin_memcpy(d, &a0, 32); __builtin_memcpy(d + 8, &a1, 32);
+            __builtin_memcpy(d + 16, &a2, 32); __builtin_memcpy(d + 24, &a3, 32);
+        }
+    }
+    DLC_TWO_COPIES(dlc_fold,
+                   (const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
+                    long P0, long NP, float* plane),
+                   (rows, rs, KH, KW, DH, DW, WP, LR, P0, NP, plane))
+
     /* *out = the sum of s[0..n) in float64, for the bias gradient: 8 running sums (lanes
        l mod 8, two vectors of 4 doubles), added in a fixed order. */
     typedef float dlc_v4f __attribute__((vector_size(16)));
@@ -370,6 +410,8 @@ cdef extern from *:
     static void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                                long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                                const float* bias, float* out) {}
+    static void dlc_fold(const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
+                         long P0, long NP, float* plane) {}
     static void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
                               long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
                               long DH, long DW, float* gw) {}
@@ -385,6 +427,8 @@ cdef extern from *:
                         long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                         const float* bias, float* out) noexcept nogil
     void dlc_sum(const float* s, long n, double* out) noexcept nogil
+    void dlc_fold(const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
+                  long P0, long NP, float* plane) noexcept nogil
     void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
                        long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
                        long DH, long DW, float* gw) noexcept nogil
@@ -915,10 +959,10 @@ cdef DirectGrad _direct_grad_setup(Conv* p, const Window* w):
     if d.flat:
         d.WP = w.W + 2 * w.PW
         d.R, d.LR, d.XR, d.GR = 1, (w.OH * d.WP + 7) // 8 * 8, 0, 0
-        # a run reads up to (KW-1)*DW + 7 numbers past the plane: room after the last one
-        d.plane_size = _round16(d.HP * d.WP + (w.KW - 1) * w.DW + 8)
         d.CS = d.HP * d.WP
-        d.XS = _round16(p.C * d.CS - d.CS + d.plane_size)
+        # a run reads up to (KW-1)*DW + 7 numbers past a channel: room after the last one
+        d.XS = _round16(p.C * d.CS + (w.KW - 1) * w.DW + 8)
+        d.plane_size = (w.H * d.WP + 31) // 32 * 32   # the fold's output: the image's rows
     else:
         d.WP = max(w.W + 2 * w.PW, OWP + (w.KW - 1) * w.DW)
         d.R, d.LR, d.XR, d.GR = w.OH, OWP, w.SH * d.WP, OWP
@@ -945,20 +989,15 @@ cdef intp_t _direct_grad_scratch(const Conv* p, const DirectGrad* d) noexcept no
 
 cdef void _fold_flat(const float* cols, intp_t nt, intp_t C, const DirectGrad* d, const Window* win,
                      float* plane, float* gin) noexcept nogil:
-    """grad_input of nt images from the flat columns (K, nt*LR): each row added at its distance
-    into a padded plane, in (kh, kw) order as col2im; then the plane's interior copied out."""
-    cdef intp_t j, c, kh, kw, h, rs = nt * d.LR
-    cdef const float* row
+    """grad_input of nt images from the flat columns (K, nt*LR): dlc_fold sums each pixel's
+    KH*KW terms in (kh, kw) order, as col2im; then the image's columns are copied out."""
+    cdef intp_t j, c, h, rs = nt * d.LR, KK = win.KH * win.KW
     for j in range(nt):
         for c in range(C):
-            memset(plane, 0, d.plane_size * sizeof(float))
-            row = cols + c * win.KH * win.KW * rs + j * d.LR
-            for kh in range(win.KH):
-                for kw in range(win.KW):
-                    dlc_add_f(plane + kh * win.DH * d.WP + kw * win.DW, row, d.LR)
-                    row += rs
+            dlc_fold(cols + c * KK * rs + j * d.LR, rs, win.KH, win.KW, win.DH, win.DW, d.WP, d.LR,
+                     win.PH * d.WP, d.plane_size, plane)
             for h in range(win.H):
-                memcpy(gin + ((j * C + c) * win.H + h) * win.W, plane + (h + win.PH) * d.WP + win.PW,
+                memcpy(gin + ((j * C + c) * win.H + h) * win.W, plane + h * d.WP + win.PW,
                        win.W * sizeof(float))
 
 
