@@ -1037,26 +1037,38 @@ cdef void _direct_backward_tile(const float* x, const float* w2, const float* go
     _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
 
 
-cdef inline void _sum_tiles(const floating* parts, intp_t n_tiles, intp_t size, floating* out,
-                            const double* bparts, intp_t bsize, floating* bout, intp_t e) noexcept nogil:
-    """Element e of ``out = sum over t of parts[t]`` (or of the bias sums), tile 0 first.
+# Elements per block of the tile sums: a thread adds whole rows of a block, tile after tile.
+cdef intp_t _SUM_BLOCK = 4096
 
-    The caller splits the elements over the threads; each element still adds its tiles in
-    order, so the sums do not depend on the thread count.
+
+cdef inline intp_t _sum_blocks(intp_t size) noexcept nogil:
+    """Blocks of the tile sums: the weight's, then one for the bias."""
+    return (size + _SUM_BLOCK - 1) // _SUM_BLOCK + 1
+
+
+cdef inline void _sum_tiles(const floating* parts, intp_t n_tiles, intp_t size, floating* out,
+                            const double* bparts, intp_t bsize, floating* bout, intp_t blk) noexcept nogil:
+    """Block blk of ``out = sum over t of parts[t]`` (the last block: the bias sums), tile 0 first.
+
+    The caller splits the blocks over the threads; each element still adds its tiles in
+    order, so the sums do not depend on the thread count. A block runs along each tile's
+    row, not down a column of tiles one page apart.
     """
-    cdef intp_t t
-    cdef floating s
+    cdef intp_t t, e, e0 = blk * _SUM_BLOCK, n = min(_SUM_BLOCK, size - e0)
     cdef double d
-    if e < size:
-        s = parts[e]
+    if e0 < size:
+        memcpy(out + e0, parts + e0, n * sizeof(floating))
         for t in range(1, n_tiles):
-            s = s + parts[t * size + e]
-        out[e] = s
+            if floating is float:
+                dlc_add_f(out + e0, parts + t * size + e0, n)
+            else:
+                dlc_add_d(out + e0, parts + t * size + e0, n)
     else:
-        d = 0
-        for t in range(n_tiles):
-            d = d + bparts[t * bsize + e - size]
-        bout[e - size] = <floating> d
+        for e in range(bsize):
+            d = 0
+            for t in range(n_tiles):
+                d = d + bparts[t * bsize + e]
+            bout[e] = <floating> d
 
 
 def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W)
@@ -1132,7 +1144,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
                 _conv2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
                                       gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
                                       mine, mine + p.T * p.K * L, t, &p, &win)
-            for e in prange(wsize + bsize, schedule='static'):
+            for e in prange(_sum_blocks(wsize), schedule='static'):
                 _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
                            &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
     if p.has_bias:
@@ -1287,7 +1299,7 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
                                                 &grad_output[0, 0, 0, 0], gip, &pw[t, 0],
                                                 &pb[t, 0] if p.has_bias else NULL,
                                                 mine, mine + p.T * p.K * L, t, &p, &win)
-            for e in prange(wsize + bsize, schedule='static'):
+            for e in prange(_sum_blocks(wsize), schedule='static'):
                 _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
                            &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
     if p.has_bias:
