@@ -182,6 +182,11 @@ cdef extern from *:
     { for (long i = 0; i < n; i++) d[i] += s[i]; }
     static inline void dlc_add_d(double* DLC_RESTRICT d, const double* DLC_RESTRICT s, long n)
     { for (long i = 0; i < n; i++) d[i] += s[i]; }
+    /* stride 2 along the row (a stride-2 layer): a constant stride the compiler vectorizes */
+    static inline void dlc_copy2_f(float* DLC_RESTRICT d, const float* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[i] = s[2 * i]; }
+    static inline void dlc_add2_f(float* DLC_RESTRICT d, const float* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[2 * i] += s[i]; }
 
     #if defined(__GNUC__)
     typedef float dlc_v8 __attribute__((vector_size(32)));
@@ -422,6 +427,8 @@ cdef extern from *:
     void dlc_copy_d(double* d, const double* s, long n) noexcept nogil
     void dlc_add_f(float* d, const float* s, long n) noexcept nogil
     void dlc_add_d(double* d, const double* s, long n) noexcept nogil
+    void dlc_copy2_f(float* d, const float* s, long n) noexcept nogil
+    void dlc_add2_f(float* d, const float* s, long n) noexcept nogil
     void dlc_set_isa(int avx2) noexcept nogil
     void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                         long KH, long KW, long SH, long DH, long DW, long OH, long OW,
@@ -463,6 +470,28 @@ cdef struct Window:
     intp_t H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW
 
 
+cdef inline void _copy_strided(floating* d, const floating* s, intp_t n, intp_t SW) noexcept nogil:
+    """d[i] = s[i*SW] for i < n."""
+    cdef intp_t i
+    if floating is float:
+        if SW == 2:
+            dlc_copy2_f(d, s, n)
+            return
+    for i in range(n):
+        d[i] = s[i * SW]
+
+
+cdef inline void _add_strided(floating* d, const floating* s, intp_t n, intp_t SW) noexcept nogil:
+    """d[i*SW] += s[i] for i < n."""
+    cdef intp_t i
+    if floating is float:
+        if SW == 2:
+            dlc_add2_f(d, s, n)
+            return
+    for i in range(n):
+        d[i * SW] += s[i]
+
+
 cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
                         const Window* w) noexcept nogil:
     """Fill the KH*KW column rows of one plane; row (kh, kw) starts at dst + (kh*KW + kw)*row_stride.
@@ -493,8 +522,7 @@ cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
                     else:
                         dlc_copy_d(row + oh * OW + ow_lo, s, ow_hi - ow_lo)
                 else:
-                    for ow in range(ow_lo, ow_hi):
-                        row[oh * OW + ow] = s[(ow - ow_lo) * SW]
+                    _copy_strided(row + oh * OW + ow_lo, s, ow_hi - ow_lo, SW)
                 if ow_hi < OW:
                     memset(row + oh * OW + ow_hi, 0, (OW - ow_hi) * sizeof(floating))
             if oh_hi < w.OH:
@@ -525,8 +553,7 @@ cdef void _col2im_plane(const floating* src, floating* dst, intp_t row_stride,
                     else:
                         dlc_add_d(d, s, n_ow)
                 else:
-                    for ow in range(n_ow):
-                        d[ow * SW] += s[ow]
+                    _add_strided(d, s, n_ow, SW)
 
 
 cdef void _im2col_tile(const floating* x, intp_t n_img, intp_t C, floating* cols,
