@@ -232,6 +232,7 @@ DIRECT_CASES = [
     ((9, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, True),      # LeNet conv2
     ((3, 2, 11, 37), (5, 2, 3, 4), (2, 1), (1, 3), (2, 1), False),  # tails, row stride, dilation
     ((2, 3, 5, 3), (7, 3, 3, 3), (1, 1), 2, (1, 2), True),          # output wider than the image
+    ((2, 1, 9, 12), (4, 1, 2, 7), 1, 3, 1, False),       # padding past the window; 7 taps = 3 + 2 + 2
 ]
 
 

@@ -1041,6 +1041,7 @@ cdef void _direct_backward_tile(const float* x, const float* w2, const float* go
     memset(gp, 0, d.gp_size * sizeof(float))
     for j in range(nt):
         _pad_image(x + (n0 + j) * p.C * plane, p.C, win, d.HP, d.WP, xp + j * d.XS)
+        memset(xp + j * d.XS + p.C * d.CS, 0, (d.XS - p.C * d.CS) * sizeof(float))   # the runs' overshoot
         for f in range(p.F):
             g = gp + j * d.GS + f * d.GC
             for oh in range(win.OH):
