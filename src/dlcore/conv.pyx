@@ -346,45 +346,45 @@ cdef extern from *:
                     float* gw),
                    (xp, NT, XS, C, CS, WP, gp, GS, GC, R, LR, XR, GR, F, KH, KW, DH, DW, gw))
 
-    /* The fold of one image's flat columns (the direct backward, stride 1):
-       plane[p - P0] = sum over taps t = (kh, kw), in that order, of rows[t*rs + p - s_t] with
-       s_t = kh*DH*WP + kw*DW, for p in [P0, P0 + NP) (NP a multiple of 32); a term whose
-       p - s_t falls outside [0, LR) is left out (added as 0). 32 numbers at a time in
-       registers: a sum per output, not KH*KW passes of read-modify-write over the plane,
-       whose shifted rows (one number apart) keep reloading values just stored. */
-    /* row[q .. q+8) with the numbers outside [0, LR) as 0; a macro: see dlc_load8 */
-    #define dlc_fold_part(row, q, LR) ({ long q_ = (q); dlc_v8 v_ = {0}; \\
-        if (q_ >= 0 && q_ + 8 <= (LR)) v_ = dlc_load8((row) + q_); \\
-        else if (q_ + 8 > 0 && q_ < (LR)) \\
-            for (int i_ = 0; i_ < 8; i_++) v_[i_] = q_ + i_ >= 0 && q_ + i_ < (LR) ? (row)[q_ + i_] : 0.0f; \\
-        v_; })
-    static inline __attribute__((always_inline)) void dlc_fold_body(
-            const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
-            long P0, long NP, float* plane)
+    /* The fold of one image's channel (the direct backward, stride 1), as col2im:
+       out[h, w] (H, W) = sum over (kh, kw), in that order, of rows[(kh*KW + kw)*rs + oh*OW + ow]
+       with oh = h + PH - kh*DH, ow = w + PW - kw*DW, the terms outside the (OH, OW) output
+       left out. Two image rows x 16 columns in registers, each term a shifted load of one
+       output row with the columns outside [0, OW) masked to 0: the loads may reach up to
+       (KW-1)*DW + 16 numbers before or after the rows, which the caller keeps readable. */
+    typedef int dlc_v8i __attribute__((vector_size(32)));
+    #define dlc_masked8(p, o, OW) ({ dlc_v8i i_ = {0, 1, 2, 3, 4, 5, 6, 7}; i_ += (int)(o); \\
+        (dlc_v8)((dlc_v8i)dlc_load8(p) & ((i_ >= 0) & (i_ < (int)(OW)))); })
+    static inline __attribute__((always_inline)) void dlc_fold_rows_body(
+            const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+            long OH, long OW, long H, long W, float* out)
     {
-        for (long p = P0; p < P0 + NP; p += 32) {
-            dlc_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            const float* row = rows;
-            for (long kh = 0; kh < KH; kh++)
-                for (long kw = 0; kw < KW; kw++, row += rs) {
-                    long q = p - (kh * DH * WP + kw * DW);   /* the row's index for output p */
-                    if (q >= 0 && q + 32 <= LR) {
-                        a0 += dlc_load8(row + q); a1 += dlc_load8(row + q + 8);
-                        a2 += dlc_load8(row + q + 16); a3 += dlc_load8(row + q + 24);
-                    } else if (q + 32 > 0 && q < LR) {   /* the row's first or last numbers */
-                        a0 += dlc_fold_part(row, q, LR); a1 += dlc_fold_part(row, q + 8, LR);
-                        a2 += dlc_fold_part(row, q + 16, LR); a3 += dlc_fold_part(row, q + 24, LR);
+        for (long h = 0; h < H; h += 2)
+            for (long w0 = 0; w0 < W; w0 += 16) {
+                dlc_v8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+                const float* row = rows;
+                for (long kh = 0; kh < KH; kh++) {
+                    long oh = h + PH - kh * DH;   /* the output row of image row h; h + 1: oh + 1 */
+                    int ok0 = oh >= 0 && oh < OH, ok1 = h + 1 < H && oh + 1 >= 0 && oh + 1 < OH;
+                    for (long kw = 0; kw < KW; kw++, row += rs) {
+                        long o = w0 + PW - kw * DW;   /* the output column of lane 0 */
+                        const float* r0 = row + oh * OW + o;
+                        if (ok0) { a0 += dlc_masked8(r0, o, OW); a1 += dlc_masked8(r0 + 8, o + 8, OW); }
+                        if (ok1) { b0 += dlc_masked8(r0 + OW, o, OW); b1 += dlc_masked8(r0 + OW + 8, o + 8, OW); }
                     }
                 }
-            float* d = plane + p - P0;
-            __builtin_memcpy(d, &a0, 32); __builtin_memcpy(d + 8, &a1, 32);
-            __builtin_memcpy(d + 16, &a2, 32); __builtin_memcpy(d + 24, &a3, 32);
-        }
+                float t[2][16];
+                __builtin_memcpy(t[0], &a0, 32); __builtin_memcpy(t[0] + 8, &a1, 32);
+                __builtin_memcpy(t[1], &b0, 32); __builtin_memcpy(t[1] + 8, &b1, 32);
+                long n = W - w0 < 16 ? W - w0 : 16;
+                __builtin_memcpy(out + h * W + w0, t[0], n * sizeof(float));
+                if (h + 1 < H) __builtin_memcpy(out + (h + 1) * W + w0, t[1], n * sizeof(float));
+            }
     }
-    DLC_TWO_COPIES(dlc_fold,
-                   (const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
-                    long P0, long NP, float* plane),
-                   (rows, rs, KH, KW, DH, DW, WP, LR, P0, NP, plane))
+    DLC_TWO_COPIES(dlc_fold_rows,
+                   (const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+                    long OH, long OW, long H, long W, float* out),
+                   (rows, rs, KH, KW, DH, DW, PH, PW, OH, OW, H, W, out))
 
     /* *out = the sum of s[0..n) in float64, for the bias gradient: 8 running sums (lanes
        l mod 8, two vectors of 4 doubles), added in a fixed order. */
@@ -415,8 +415,8 @@ cdef extern from *:
     static void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                                long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                                const float* bias, float* out) {}
-    static void dlc_fold(const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
-                         long P0, long NP, float* plane) {}
+    static void dlc_fold_rows(const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+                              long OH, long OW, long H, long W, float* out) {}
     static void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
                               long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
                               long DH, long DW, float* gw) {}
@@ -434,8 +434,8 @@ cdef extern from *:
                         long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                         const float* bias, float* out) noexcept nogil
     void dlc_sum(const float* s, long n, double* out) noexcept nogil
-    void dlc_fold(const float* rows, long rs, long KH, long KW, long DH, long DW, long WP, long LR,
-                  long P0, long NP, float* plane) noexcept nogil
+    void dlc_fold_rows(const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+                       long OH, long OW, long H, long W, float* out) noexcept nogil
     void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
                        long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
                        long DH, long DW, float* gw) noexcept nogil
@@ -959,28 +959,28 @@ cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const flo
 # ---- the direct backward (few input channels, float32) -------------------------------------
 # LeNet's conv1 (one input channel, K = 25): im2col copies every pixel 25 times and BLAS
 # packs the copies again, for a product of only 6 rows. The direct loops (dlc_direct_gw)
-# read a padded copy of each image and of its upstream gradient instead.
-# With stride 1 the upstream gradient is stored with the padded image's row length WP
-# ("flat": output (oh, ow) at oh*WP + ow, zeros in between), so that pixel (oh + kh*DH,
-# ow + kw*DW) sits at a fixed distance kh*DH*WP + kw*DW from it: the weight gradient runs
-# over all rows at once, and so does the input gradient's fold -- W2.T @ g, then each of
-# the K rows added at its distance into a padded plane (rows of about 140 numbers, not
-# 10). With a larger stride along H the gradient is stored row by row, and the input
-# gradient takes im2col's W2.T @ g and col2im. The tiles depend on the shape only, never
-# on whether the input gradient is asked, so neither does the weight gradient.
+# read a padded copy of each image and of its upstream gradient instead. With stride 1 the
+# upstream gradient is stored with the padded image's row length WP ("flat": output
+# (oh, ow) at oh*WP + ow, zeros in between), so pixel (oh + kh*DH, ow + kw*DW) sits at the
+# fixed distance kh*DH*WP + kw*DW from it and the weight gradient runs over all of an
+# image's rows at once (LeNet conv2: 144 numbers, against 10 rows of 16 lanes for 10
+# outputs each). The input gradient is W2.T @ g as in im2col's path, then with stride 1
+# dlc_fold_rows instead of col2im. The tiles depend on the shape only, never on whether
+# the input gradient is asked, so neither does the weight gradient.
 
 cdef struct DirectGrad:
     # padded image: channel stride CS, image stride XS, rows WP apart, HP rows;
-    # upstream gradient gp: image stride GS, channel stride GC, walked as R runs of LR
-    # numbers, XR and GR apart in x and gp; flat: stride 1 (see above)
-    intp_t HP, WP, CS, XS, GS, GC, R, LR, XR, GR, gp_size, plane_size
+    # upstream gradient gp (T, F, R*LR): walked as R runs of LR numbers, XR and GR apart
+    # in x and gp; flat (stride 1): one run per image; guard: room dlc_fold_rows may read
+    # around the columns
+    intp_t HP, WP, CS, XS, GS, GC, R, LR, XR, GR, gp_size, guard
     bint flat
 
 
 cdef DirectGrad _direct_grad_setup(Conv* p, const Window* w):
     """The direct backward's geometry; sets the tiles (p.T, p.n_tiles) for its workspace."""
     cdef DirectGrad d
-    cdef intp_t OWP = (w.OW + 7) // 8 * 8, per_image
+    cdef intp_t OWP = (w.OW + 7) // 8 * 8
     d.flat = w.SH == 1
     d.HP = w.H + 2 * w.PH
     if d.flat:
@@ -989,43 +989,24 @@ cdef DirectGrad _direct_grad_setup(Conv* p, const Window* w):
         d.CS = d.HP * d.WP
         # a run reads up to (KW-1)*DW + 7 numbers past a channel: room after the last one
         d.XS = _round16(p.C * d.CS + (w.KW - 1) * w.DW + 8)
-        d.plane_size = (w.H * d.WP + 31) // 32 * 32   # the fold's output: the image's rows
     else:
         d.WP = max(w.W + 2 * w.PW, OWP + (w.KW - 1) * w.DW)
         d.R, d.LR, d.XR, d.GR = w.OH, OWP, w.SH * d.WP, OWP
-        d.plane_size = 0
         d.CS = d.HP * d.WP
         d.XS = p.C * d.CS
-    p.T = 1   # set below; gp's strides need it
-    per_image = d.XS + p.F * d.R * d.LR + (p.K + p.F) * max(p.L, d.R * d.LR)
-    p.T = _tile_images(p.N, per_image, sizeof(float))
+    d.GC = d.R * d.LR
+    d.GS = p.F * d.GC
+    d.guard = _round16((w.KW - 1) * w.DW + 16)
+    p.T = _tile_images(p.N, d.XS + d.GS + (p.K + p.F) * p.L, sizeof(float))
     p.n_tiles = (p.N + p.T - 1) // p.T
-    if d.flat:   # (F, T, LR): a channel's images side by side, the GEMM's right operand
-        d.GS, d.GC = d.LR, p.T * d.LR
-    else:        # (T, F, OH, OWP)
-        d.GS, d.GC = p.F * d.R * d.LR, d.R * d.LR
-    d.gp_size = p.T * p.F * d.R * d.LR
+    d.gp_size = p.T * d.GS
     return d
 
 
 cdef intp_t _direct_grad_scratch(const Conv* p, const DirectGrad* d) noexcept nogil:
-    """xp, gp, then the input gradient's columns (K, T*LR) and gradient rows or plane."""
-    return (_round16(p.T * d.XS) + _round16(d.gp_size) + _round16(p.T * p.K * max(p.L, d.R * d.LR))
-            + max(p.T * p.F * p.L, d.plane_size))
-
-
-cdef void _fold_flat(const float* cols, intp_t nt, intp_t C, const DirectGrad* d, const Window* win,
-                     float* plane, float* gin) noexcept nogil:
-    """grad_input of nt images from the flat columns (K, nt*LR): dlc_fold sums each pixel's
-    KH*KW terms in (kh, kw) order, as col2im; then the image's columns are copied out."""
-    cdef intp_t j, c, h, rs = nt * d.LR, KK = win.KH * win.KW
-    for j in range(nt):
-        for c in range(C):
-            dlc_fold(cols + c * KK * rs + j * d.LR, rs, win.KH, win.KW, win.DH, win.DW, d.WP, d.LR,
-                     win.PH * d.WP, d.plane_size, plane)
-            for h in range(win.H):
-                memcpy(gin + ((j * C + c) * win.H + h) * win.W, plane + h * d.WP + win.PW,
-                       win.W * sizeof(float))
+    """xp, gp, then the input gradient's columns (K, T*L) with guards, and its rows of g (F, T*L)."""
+    return (_round16(p.T * d.XS) + _round16(d.gp_size) + _round16(p.T * p.K * p.L) + 2 * d.guard
+            + p.T * p.F * p.L)
 
 
 cdef void _direct_backward_tile(const float* x, const float* w2, const float* gout, float* gin,
@@ -1035,8 +1016,8 @@ cdef void _direct_backward_tile(const float* x, const float* w2, const float* go
     cdef intp_t j, f, oh
     cdef float* xp = scratch
     cdef float* gp = xp + _round16(p.T * d.XS)
-    cdef float* cols = gp + _round16(d.gp_size)
-    cdef float* gt = cols + _round16(p.T * p.K * max(p.L, d.R * d.LR))   # or the flat fold's plane
+    cdef float* cols = gp + _round16(d.gp_size) + d.guard   # dlc_fold_rows reads around it
+    cdef float* gt = cols + _round16(p.T * p.K * p.L) + d.guard
     cdef float* g
     memset(gp, 0, d.gp_size * sizeof(float))
     for j in range(nt):
@@ -1045,7 +1026,7 @@ cdef void _direct_backward_tile(const float* x, const float* w2, const float* go
         for f in range(p.F):
             g = gp + j * d.GS + f * d.GC
             for oh in range(win.OH):
-                memcpy(g + oh * (d.WP if d.flat else d.LR),
+                memcpy(g + oh * (d.WP if d.flat else d.LR),   # zeros after each row
                        gout + ((n0 + j) * p.F + f) * p.L + oh * win.OW, win.OW * sizeof(float))
     dlc_direct_gw(xp, nt, d.XS, p.C, d.CS, d.WP, gp, d.GS, d.GC, d.R, d.LR, d.XR, d.GR, p.F,
                   win.KH, win.KW, win.DH, win.DW, gw_part)
@@ -1053,16 +1034,19 @@ cdef void _direct_backward_tile(const float* x, const float* w2, const float* go
         _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
     if not p.want_input:
         return
-    if d.flat:   # cols (K, nt*LR) = W2.T @ gp, then folded
-        _gemm(True, False, p.K, nt * d.LR, p.F, w2, p.K, gp, d.GC, 0, cols, nt * d.LR)
-        _fold_flat(cols, nt, p.C, d, win, gt, gin + n0 * p.C * plane)
-        return
     if nt == 1:
         gt = <float*> gout + n0 * p.F * p.L
     else:
         _images_to_rows(gout + n0 * p.F * p.L, nt, p.F, p.L, gt)
     _gemm(True, False, p.K, M, p.F, w2, p.K, gt, M, 0, cols, M)
-    _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
+    if not d.flat:
+        _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
+        return
+    cdef intp_t c, KK = win.KH * win.KW
+    for j in range(nt):   # col2im's sums, from registers
+        for c in range(p.C):
+            dlc_fold_rows(cols + c * KK * M + j * p.L, M, win.KH, win.KW, win.DH, win.DW, win.PH, win.PW,
+                          win.OH, win.OW, win.H, win.W, gin + ((n0 + j) * p.C + c) * plane)
 
 
 # Elements per block of the tile sums: a thread adds whole rows of a block, tile after tile.
