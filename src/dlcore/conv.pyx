@@ -802,9 +802,9 @@ cdef Conv _conv(intp_t N, intp_t C, intp_t F, intp_t G, intp_t KK, intp_t L, int
 # 3x3 layer (K = 576) stays with BLAS, which reuses each column entry 64 times.
 DIRECT_MAX_K = 160
 # ... and the weight gradient with at most this many (float32, stride 1 along W, one group).
-# Measured on one core (CPU time, batch 64, AMD EPYC), direct vs im2col + GEMM: LeNet conv1
-# backward without input gradient 0.36 vs 0.54 ms, with it 0.87 vs 0.98 ms; LeNet conv2
-# (K = 150) with input gradient 1.69 vs 1.87 ms, without 0.90 vs 1.07 ms.
+# Measured on one core (CPU time, batch 64, AMD EPYC, best of 15), direct vs im2col + GEMM:
+# LeNet conv1 backward without input gradient 0.36 vs 0.46 ms, with it 0.67 vs 0.87 ms;
+# LeNet conv2 (K = 150) with input gradient 1.27 vs 1.60 ms, without 0.83 vs 0.97 ms.
 DIRECT_GW_MAX_K = 160
 
 
