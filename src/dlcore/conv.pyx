@@ -377,8 +377,8 @@ cdef extern from *:
                 __builtin_memcpy(t[0], &a0, 32); __builtin_memcpy(t[0] + 8, &a1, 32);
                 __builtin_memcpy(t[1], &b0, 32); __builtin_memcpy(t[1] + 8, &b1, 32);
                 long n = W - w0 < 16 ? W - w0 : 16;
-                __builtin_memcpy(out + h * W + w0, t[0], n * sizeof(float));
-                if (h + 1 < H) __builtin_memcpy(out + (h + 1) * W + w0, t[1], n * sizeof(float));
+                dlc_copy_f(out + h * W + w0, t[0], n);   /* a few numbers: no call to memcpy */
+                if (h + 1 < H) dlc_copy_f(out + (h + 1) * W + w0, t[1], n);
             }
     }
     DLC_TWO_COPIES(dlc_fold_rows,
@@ -832,7 +832,7 @@ cdef void _pad_image(const float* x, intp_t C, const Window* w, intp_t HP, intp_
     memset(xp, 0, C * HP * WP * sizeof(float))
     for c in range(C):
         for h in range(w.H):
-            memcpy(xp + (c * HP + h + w.PH) * WP + w.PW, x + (c * w.H + h) * w.W, w.W * sizeof(float))
+            dlc_copy_f(xp + (c * HP + h + w.PH) * WP + w.PW, x + (c * w.H + h) * w.W, w.W)
 
 
 cdef void _direct_forward_tile(const float* x, const float* wp, const float* bias, float* out,
@@ -1026,8 +1026,8 @@ cdef void _direct_backward_tile(const float* x, const float* w2, const float* go
         for f in range(p.F):
             g = gp + j * d.GS + f * d.GC
             for oh in range(win.OH):
-                memcpy(g + oh * (d.WP if d.flat else d.LR),   # zeros after each row
-                       gout + ((n0 + j) * p.F + f) * p.L + oh * win.OW, win.OW * sizeof(float))
+                dlc_copy_f(g + oh * (d.WP if d.flat else d.LR),   # zeros after each row
+                           gout + ((n0 + j) * p.F + f) * p.L + oh * win.OW, win.OW)
     dlc_direct_gw(xp, nt, d.XS, p.C, d.CS, d.WP, gp, d.GS, d.GC, d.R, d.LR, d.XR, d.GR, p.F,
                   win.KH, win.KW, win.DH, win.DW, gw_part)
     if p.has_bias:
