@@ -131,6 +131,42 @@ class _OneBlasThread:
 _ONE_BLAS_THREAD = _OneBlasThread()
 
 
+# ---- scratch memory kept between calls ----------------------------------------------------
+# A fresh np.empty of a few hundred KiB gets fresh pages from the system on every call, and
+# their page faults (the kernel maps and zeroes each 4 KiB page) cost about 8% of LeNet
+# conv2's forward+backward (perf). So the kernels' scratch (per-thread work, per-tile
+# partial sums) comes from a few buffers kept here. A buffer is out of the list while a call
+# uses it, so two Python threads never share one; at most _SPARE stay, the largest.
+_SPARE = 4
+_spare = []
+_spare_lock = threading.Lock()
+
+
+def _scratch(shape, dtype):
+    """An uninitialized C-contiguous array, in a kept buffer when one is large enough."""
+    dtype = np.dtype(dtype)
+    cdef Py_ssize_t n = max(1, int(np.prod(shape))) * dtype.itemsize, i, best = -1
+    with _spare_lock:
+        for i in range(len(_spare)):
+            if _spare[i].nbytes >= n and (best < 0 or _spare[i].nbytes < _spare[best].nbytes):
+                best = i
+        buf = _spare.pop(best) if best >= 0 else None
+    if buf is None:
+        buf = np.empty(n, np.uint8)
+    return buf[:n].view(dtype).reshape(shape)
+
+
+def _give_back(*arrays):
+    """Return _scratch arrays' buffers for the next call (the caller no longer uses them)."""
+    with _spare_lock:
+        for a in arrays:
+            while a.base is not None:
+                a = a.base
+            _spare.append(a)
+        _spare.sort(key=lambda b: b.nbytes)
+        del _spare[:max(0, len(_spare) - _SPARE)]
+
+
 # ---- GEMM -------------------------------------------------------------------------------
 
 cdef inline void _gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
@@ -934,7 +970,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     _direct_setup(&p, &win, sizeof(floating), groups)
     cdef intp_t stride = _direct_scratch(&p, &win) if p.direct else p.T * (p.K + F) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
-    work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
+    work = _scratch((n_threads, stride), np.asarray(out).dtype)
     cdef floating[:, ::1] ws = work
     cdef const floating* bp = &b[0] if p.has_bias else NULL
     cdef const float[:, :, :, :, ::1] wp
@@ -953,6 +989,7 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                         continue
                 _conv2d_forward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bp, &out[0, 0, 0, 0],
                                      mine, mine + p.T * p.K * L, t, &p, &win)
+    _give_back(work)
 
 
 cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const floating* gout,
@@ -1156,8 +1193,8 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
     cdef intp_t stride = _direct_grad_scratch(&p, &dg) if direct else p.T * (p.K + F) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
     dtype = np.asarray(grad_weight).dtype
-    work = np.empty((n_threads, stride), dtype=dtype)
-    parts = np.empty((p.n_tiles, wsize), dtype=dtype)
+    work = _scratch((n_threads, stride), dtype)
+    parts = _scratch((p.n_tiles, wsize), dtype)
     bparts = np.empty((p.n_tiles, F if p.has_bias else 0), dtype=np.float64)
     bsum = np.empty(F if p.has_bias else 0, dtype=dtype)
     cdef floating[:, ::1] ws = work, pw = parts
@@ -1182,6 +1219,7 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
             for e in prange(_sum_blocks(wsize), schedule='static'):
                 _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
                            &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+    _give_back(work, parts)
     if p.has_bias:
         grad_bias[...] = bsum
 
@@ -1237,7 +1275,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_
     _check_ints(p.K, p.T * L)
     cdef intp_t stride = p.T * (p.K + C_in) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
-    work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
+    work = _scratch((n_threads, stride), np.asarray(out).dtype)
     cdef floating[:, ::1] ws = work
     cdef intp_t t
     cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
@@ -1249,6 +1287,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_
                                                mine, mine + p.T * p.K * L, t, &p, &win)
                 if p.has_bias:
                     _add_bias(&out[t * p.T, 0, 0, 0], min(p.T, N - t * p.T), C_out, HO * WO, &b[0])
+    _give_back(work)
 
 
 cdef void _conv_transpose2d_backward_tile(const floating* x, const floating* w2, const floating* gout,
@@ -1316,8 +1355,8 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
     cdef intp_t stride = p.T * (p.K + C_in) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
     dtype = np.asarray(grad_weight).dtype
-    work = np.empty((n_threads, stride), dtype=dtype)
-    parts = np.empty((p.n_tiles, wsize), dtype=dtype)
+    work = _scratch((n_threads, stride), dtype)
+    parts = _scratch((p.n_tiles, wsize), dtype)
     bparts = np.empty((p.n_tiles, C_out if p.has_bias else 0), dtype=np.float64)
     bsum = np.empty(C_out if p.has_bias else 0, dtype=dtype)
     cdef floating[:, ::1] ws = work, pw = parts
@@ -1337,5 +1376,6 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
             for e in prange(_sum_blocks(wsize), schedule='static'):
                 _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
                            &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+    _give_back(work, parts)
     if p.has_bias:
         grad_bias[...] = bsum
