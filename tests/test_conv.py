@@ -290,6 +290,40 @@ def test_direct_weight_gradient_equals_gemm_path(xs, ws, stride, padding, dilati
 
 
 @requires_compiled
+@pytest.mark.parametrize("shapes", [((6, 6, 14, 14), (16, 6, 5, 5)), ((3, 8, 12, 12), (24, 8, 3, 3))])
+def test_concurrent_calls_never_share_scratch(shapes, rng):
+    """The kernels keep scratch buffers between calls; Python threads calling at once (the
+    kernels release the GIL) must each get their own, so each result equals its serial one."""
+    import threading
+
+    xs, ws = shapes
+    cases = []
+    for _ in range(4):
+        x, w, b = _rand(rng, xs, np.float32), _rand(rng, ws, np.float32), _rand(rng, ws[:1], np.float32)
+        g = _rand(rng, F.conv2d(x, w, b, 1, 1).shape, np.float32)
+        cases.append((x, w, b, g))
+    with dlcore.use_backend("cython"):
+        serial = [_conv_all(x, w, b, 1, 1, g) for x, w, b, g in cases]
+        results = [None] * len(cases)
+        start = threading.Barrier(len(cases))
+
+        def run(i):
+            start.wait()
+            x, w, b, g = cases[i]
+            results[i] = [_conv_all(x, w, b, 1, 1, g) for _ in range(20)]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(cases))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for want, got in zip(serial, results):
+        for repeat in got:
+            for a, c in zip(repeat, want):
+                np.testing.assert_array_equal(a, c)
+
+
+@requires_compiled
 def test_kernel_signatures_match():
     import inspect
 
