@@ -13,7 +13,8 @@ positions, ``L = OH*OW``, ``K = C*KH*KW`` rows of the column matrix (``Kg = K/G`
 How a convolution runs (forward; the backward and the transposed ones are built the same way)
 ----------------------------------------------------------------------------------------------
 The batch is cut into *tiles* of ``T`` whole images; ``T`` depends only on the layer's
-shape (its column matrix fills about ``TILE_BYTES``), never on the thread count. One
+shape (its column matrix fills about ``TILE_BYTES``, and among sizes down to half of that
+the one two threads finish soonest: see ``_tile_images``), never on the thread count. One
 parallel region hands the tiles to the threads, and a thread, for each of its tiles:
 
 1. unfolds the tile's images into its private column buffer ``cols`` (K, T*L) -- im2col,
@@ -35,7 +36,8 @@ in tile order -- the same additions in the same order whatever the thread count,
 results are bitwise independent of it (tests/test_conv.py checks 1, 2 and 3 threads).
 
 Each kernel checks every argument's size against the others (O(1), before any loop):
-the loops run with bounds checks off.
+the loops run with bounds checks off. The scratch memory (``cols`` and the partial sums)
+comes from a few buffers kept between calls (``_scratch``).
 """
 import ctypes
 import threading
