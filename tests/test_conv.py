@@ -194,7 +194,8 @@ def test_compiled_equals_twin_hypothesis(case, f32, seed):
 
 
 @requires_compiled
-@pytest.mark.parametrize("case", [EDGE_CASES[3], EDGE_CASES[5], EDGE_CASES[13], (4, 8, 12, 12, 8, 3, 3, 1, 1)])
+@pytest.mark.parametrize("case", [EDGE_CASES[3], EDGE_CASES[5], EDGE_CASES[13], (4, 8, 12, 12, 8, 3, 3, 1, 1),
+                                  (4, 3, 9, 9, 4, 3, 3, 2, 1)])  # im2col's path, tiles added in chunks
 @pytest.mark.parametrize("tile_bytes", [None, 1])  # the default tiles, and one image per tile
 def test_threads_bitwise_equal(case, tile_bytes, rng, monkeypatch):
     from dlcore.backends.cython_kernels import conv as compiled

@@ -995,9 +995,10 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
 
 
 cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const floating* gout,
-                                floating* gin, floating* gw_part, double* gb_part,
+                                floating* gin, floating* gw_part, floating gw_beta, double* gb_part,
                                 floating* cols, floating* gt, intp_t t,
                                 const Conv* p, const Window* win) noexcept nogil:
+    """One tile's gradients; its weight gradient goes into gw_part (gw_beta 1: added to it)."""
     cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
     cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G, plane = win.H * win.W
     _im2col_tile(x + n0 * p.C * plane, nt, p.C, cols, win)
@@ -1009,7 +1010,7 @@ cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const flo
         _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
     for g in range(p.G):   # this tile's dL/dW2 = g_t @ cols.T
         _gemm(False, True, Fg, Kg, M, gt + g * Fg * M, M, cols + g * Kg * M, M,
-              0, gw_part + g * Fg * Kg, Kg)
+              gw_beta, gw_part + g * Fg * Kg, Kg)
     if not p.want_input:
         return
     for g in range(p.G):   # the columns are spent: cols now holds their gradient W2.T @ g_t
@@ -1121,8 +1122,10 @@ cdef inline intp_t _sum_blocks(intp_t size) noexcept nogil:
 
 
 cdef inline void _sum_tiles(const floating* parts, intp_t n_tiles, intp_t size, floating* out,
-                            const double* bparts, intp_t bsize, floating* bout, intp_t blk) noexcept nogil:
-    """Block blk of ``out = sum over t of parts[t]`` (the last block: the bias sums), tile 0 first.
+                            const double* bparts, intp_t n_bparts, intp_t bsize, floating* bout,
+                            intp_t blk) noexcept nogil:
+    """Block blk of ``out = sum over t of parts[t]`` (the last block: the bias sums over its
+    n_bparts rows), tile 0 first.
 
     The caller splits the blocks over the threads; each element still adds its tiles in
     order, so the sums do not depend on the thread count. A block runs along each tile's
@@ -1140,7 +1143,7 @@ cdef inline void _sum_tiles(const floating* parts, intp_t n_tiles, intp_t size, 
     else:
         for e in range(bsize):
             d = 0
-            for t in range(n_tiles):
+            for t in range(n_bparts):
                 d = d + bparts[t * bsize + e]
             bout[e] = <floating> d
 
@@ -1193,10 +1196,15 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
         dg = _direct_grad_setup(&p, &win)
     _check_ints(p.K, p.T * L)
     cdef intp_t stride = _direct_grad_scratch(&p, &dg) if direct else p.T * (p.K + F) * L
-    n_threads = max(1, min(n_threads, p.n_tiles))
+    # im2col's path adds the weight gradients of CH consecutive tiles in one partial sum
+    # (GEMM with beta 1), a chunk handed to one thread: a quarter of the partial sums to
+    # write and add up (the stride-2 layer's are 295 KB each). CH depends on the shape only.
+    cdef intp_t CH = 1 if direct else max(1, p.n_tiles // 8)
+    cdef intp_t n_chunks = (p.n_tiles + CH - 1) // CH, ch
+    n_threads = max(1, min(n_threads, n_chunks))
     dtype = np.asarray(grad_weight).dtype
     work = _scratch((n_threads, stride), dtype)
-    parts = _scratch((p.n_tiles, wsize), dtype)
+    parts = _scratch((n_chunks, wsize), dtype)
     bparts = np.empty((p.n_tiles, F if p.has_bias else 0), dtype=np.float64)
     bsum = np.empty(F if p.has_bias else 0, dtype=dtype)
     cdef floating[:, ::1] ws = work, pw = parts
@@ -1208,19 +1216,22 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
-            for t in prange(p.n_tiles, schedule='dynamic'):
+            for ch in prange(n_chunks, schedule='dynamic'):
                 if floating is float:
-                    if direct:
+                    if direct:   # CH = 1: chunk ch is tile ch
                         _direct_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
-                                              gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
-                                              mine, t, &p, &dg, &win)
+                                              gip, &pw[ch, 0], &pb[ch, 0] if p.has_bias else NULL,
+                                              mine, ch, &p, &dg, &win)
                         continue
-                _conv2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
-                                      gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
-                                      mine, mine + p.T * p.K * L, t, &p, &win)
+                for t in range(ch * CH, min(ch * CH + CH, p.n_tiles)):
+                    _conv2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
+                                          gip, &pw[ch, 0], 0 if t == ch * CH else 1,
+                                          &pb[t, 0] if p.has_bias else NULL,
+                                          mine, mine + p.T * p.K * L, t, &p, &win)
             for e in prange(_sum_blocks(wsize), schedule='static'):
-                _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
-                           &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+                _sum_tiles(&pw[0, 0], n_chunks, wsize, &grad_weight[0, 0, 0, 0],
+                           &pb[0, 0] if p.has_bias else NULL, p.n_tiles, bsize,
+                           &bs[0] if p.has_bias else NULL, e)
     _give_back(work, parts)
     if p.has_bias:
         grad_bias[...] = bsum
@@ -1377,7 +1388,8 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
                                                 mine, mine + p.T * p.K * L, t, &p, &win)
             for e in prange(_sum_blocks(wsize), schedule='static'):
                 _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
-                           &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+                           &pb[0, 0] if p.has_bias else NULL, p.n_tiles, bsize,
+                           &bs[0] if p.has_bias else NULL, e)
     _give_back(work, parts)
     if p.has_bias:
         grad_bias[...] = bsum
