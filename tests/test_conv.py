@@ -194,7 +194,8 @@ def test_compiled_equals_twin_hypothesis(case, f32, seed):
 
 
 @requires_compiled
-@pytest.mark.parametrize("case", [EDGE_CASES[3], EDGE_CASES[5], EDGE_CASES[13], (4, 8, 12, 12, 8, 3, 3, 1, 1)])
+@pytest.mark.parametrize("case", [EDGE_CASES[3], EDGE_CASES[5], EDGE_CASES[13], (4, 8, 12, 12, 8, 3, 3, 1, 1),
+                                  (4, 3, 9, 9, 4, 3, 3, 2, 1)])  # im2col's path, tiles added in chunks
 @pytest.mark.parametrize("tile_bytes", [None, 1])  # the default tiles, and one image per tile
 def test_threads_bitwise_equal(case, tile_bytes, rng, monkeypatch):
     from dlcore.backends.cython_kernels import conv as compiled
@@ -232,6 +233,7 @@ DIRECT_CASES = [
     ((9, 6, 14, 14), (16, 6, 5, 5), 1, 0, 1, True),      # LeNet conv2
     ((3, 2, 11, 37), (5, 2, 3, 4), (2, 1), (1, 3), (2, 1), False),  # tails, row stride, dilation
     ((2, 3, 5, 3), (7, 3, 3, 3), (1, 1), 2, (1, 2), True),          # output wider than the image
+    ((2, 1, 9, 12), (4, 1, 2, 7), 1, 3, 1, False),       # padding past the window; 7 taps = 3 + 2 + 2
 ]
 
 
@@ -286,6 +288,40 @@ def test_direct_weight_gradient_equals_gemm_path(xs, ws, stride, padding, dilati
         else:
             assert a is not None and a.dtype == np.float32
             assert_close(a, c, np.float32, scale=100)
+
+
+@requires_compiled
+@pytest.mark.parametrize("shapes", [((6, 6, 14, 14), (16, 6, 5, 5)), ((3, 8, 12, 12), (24, 8, 3, 3))])
+def test_concurrent_calls_never_share_scratch(shapes, rng):
+    """The kernels keep scratch buffers between calls; Python threads calling at once (the
+    kernels release the GIL) must each get their own, so each result equals its serial one."""
+    import threading
+
+    xs, ws = shapes
+    cases = []
+    for _ in range(4):
+        x, w, b = _rand(rng, xs, np.float32), _rand(rng, ws, np.float32), _rand(rng, ws[:1], np.float32)
+        g = _rand(rng, F.conv2d(x, w, b, 1, 1).shape, np.float32)
+        cases.append((x, w, b, g))
+    with dlcore.use_backend("cython"):
+        serial = [_conv_all(x, w, b, 1, 1, g) for x, w, b, g in cases]
+        results = [None] * len(cases)
+        start = threading.Barrier(len(cases))
+
+        def run(i):
+            start.wait()
+            x, w, b, g = cases[i]
+            results[i] = [_conv_all(x, w, b, 1, 1, g) for _ in range(20)]
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(cases))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for want, got in zip(serial, results):
+        for repeat in got:
+            for a, c in zip(repeat, want):
+                np.testing.assert_array_equal(a, c)
 
 
 @requires_compiled

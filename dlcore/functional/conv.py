@@ -23,7 +23,7 @@ get ``dlcore.backends.kernel_threads()`` threads: fewer on a busy machine.
 import numpy as np
 
 from .._checks import as_floating, check_int, check_ndim, check_window_fits, pair
-from ..backends import kernel_threads, kernels
+from ..backends import kernel_threads, kernels, workspace
 
 __all__ = [
     "conv2d",
@@ -150,7 +150,7 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     bias = _bias(bias, F, weight.dtype)
     stride, padding, dilation = _window_args(stride, padding, dilation)
     OH, OW = _window(x.shape[2:], (KH, KW), stride, padding, dilation)
-    out = np.empty((x.shape[0], F, OH, OW), dtype=weight.dtype)
+    out = workspace.empty((x.shape[0], F, OH, OW), weight.dtype)  # reused when no one holds it any more
     kernels().conv2d_forward(x, weight, bias, out, *stride, *padding, *dilation, groups,
                              kernel_threads())
     return out, _ConvCtx(x, weight, bias is not None, stride, padding, dilation, groups, out.shape)
@@ -189,7 +189,7 @@ def conv2d_backward(grad_output, ctx, input_grad=True):
     """
     g = _grad_output(grad_output, ctx)
     x, weight = ctx.x, ctx.weight
-    grad_input = np.empty_like(x) if input_grad else None
+    grad_input = workspace.empty_like(x) if input_grad else None
     grad_weight = np.empty_like(weight)
     grad_bias = np.empty(weight.shape[0], weight.dtype) if ctx.has_bias else None
     kernels().conv2d_backward(x, weight, g, grad_input, grad_weight, grad_bias, *ctx.stride,

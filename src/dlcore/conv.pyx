@@ -13,7 +13,8 @@ positions, ``L = OH*OW``, ``K = C*KH*KW`` rows of the column matrix (``Kg = K/G`
 How a convolution runs (forward; the backward and the transposed ones are built the same way)
 ----------------------------------------------------------------------------------------------
 The batch is cut into *tiles* of ``T`` whole images; ``T`` depends only on the layer's
-shape (its column matrix fills about ``TILE_BYTES``), never on the thread count. One
+shape (its column matrix fills about ``TILE_BYTES``, and among sizes down to half of that
+the one two threads finish soonest: see ``_tile_images``), never on the thread count. One
 parallel region hands the tiles to the threads, and a thread, for each of its tiles:
 
 1. unfolds the tile's images into its private column buffer ``cols`` (K, T*L) -- im2col,
@@ -35,7 +36,8 @@ in tile order -- the same additions in the same order whatever the thread count,
 results are bitwise independent of it (tests/test_conv.py checks 1, 2 and 3 threads).
 
 Each kernel checks every argument's size against the others (O(1), before any loop):
-the loops run with bounds checks off.
+the loops run with bounds checks off. The scratch memory (``cols`` and the partial sums)
+comes from a few buffers kept between calls (``_scratch``).
 """
 import ctypes
 import threading
@@ -131,6 +133,42 @@ class _OneBlasThread:
 _ONE_BLAS_THREAD = _OneBlasThread()
 
 
+# ---- scratch memory kept between calls ----------------------------------------------------
+# A fresh np.empty of a few hundred KiB gets fresh pages from the system on every call, and
+# their page faults (the kernel maps and zeroes each 4 KiB page) cost about 8% of LeNet
+# conv2's forward+backward (perf). So the kernels' scratch (per-thread work, per-tile
+# partial sums) comes from a few buffers kept here. A buffer is out of the list while a call
+# uses it, so two Python threads never share one; at most _SPARE stay, the largest.
+_SPARE = 4
+_spare = []
+_spare_lock = threading.Lock()
+
+
+def _scratch(shape, dtype):
+    """An uninitialized C-contiguous array, in a kept buffer when one is large enough."""
+    dtype = np.dtype(dtype)
+    cdef Py_ssize_t n = max(1, int(np.prod(shape))) * dtype.itemsize, i, best = -1
+    with _spare_lock:
+        for i in range(len(_spare)):
+            if _spare[i].nbytes >= n and (best < 0 or _spare[i].nbytes < _spare[best].nbytes):
+                best = i
+        buf = _spare.pop(best) if best >= 0 else None
+    if buf is None:
+        buf = np.empty(n, np.uint8)
+    return buf[:n].view(dtype).reshape(shape)
+
+
+def _give_back(*arrays):
+    """Return _scratch arrays' buffers for the next call (the caller no longer uses them)."""
+    with _spare_lock:
+        for a in arrays:
+            while a.base is not None:
+                a = a.base
+            _spare.append(a)
+        _spare.sort(key=lambda b: b.nbytes)
+        del _spare[:max(0, len(_spare) - _SPARE)]
+
+
 # ---- GEMM -------------------------------------------------------------------------------
 
 cdef inline void _gemm(bint trans_a, bint trans_b, intp_t M, intp_t N, intp_t K,
@@ -182,6 +220,11 @@ cdef extern from *:
     { for (long i = 0; i < n; i++) d[i] += s[i]; }
     static inline void dlc_add_d(double* DLC_RESTRICT d, const double* DLC_RESTRICT s, long n)
     { for (long i = 0; i < n; i++) d[i] += s[i]; }
+    /* stride 2 along the row (a stride-2 layer): a constant stride the compiler vectorizes */
+    static inline void dlc_copy2_f(float* DLC_RESTRICT d, const float* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[i] = s[2 * i]; }
+    static inline void dlc_add2_f(float* DLC_RESTRICT d, const float* DLC_RESTRICT s, long n)
+    { for (long i = 0; i < n; i++) d[2 * i] += s[i]; }
 
     #if defined(__GNUC__)
     typedef float dlc_v8 __attribute__((vector_size(32)));
@@ -260,55 +303,126 @@ cdef extern from *:
                    (xp, C, HP, WP, wp, FB, F, KH, KW, SH, DH, DW, OH, OW, bias, out))
 
     /* The weight gradient of NT images, directly:
-       gw[f, c, kh, kw] = sum over j, oh, ow of gp[j, f, oh, ow] * xp[j, c, oh*SH + kh*DH, ow + kw*DW]
-       xp: (NT, C, HP, WP) padded images, WP >= OWP + (KW3 - 1)*DW;
-       gp: (NT, F3, OH, OWP) upstream gradients, zero in columns OW..OWP-1 (OWP a multiple of 8)
-       and in channels F..F3-1; gw: (F3, C, KH, KW3), overwritten. F3 and KW3 are F and KW
-       rounded up to multiples of 3: 3 channels x 3 taps = 9 accumulators, and per 8 columns
-       6 loads for 9 multiply-adds. Each accumulator's 8 lanes are added in a fixed order. */
+       gw[f, c, kh, kw] = sum over j, oh, ow of g[j, f, oh, ow] * xp[j, c, oh*SH + kh*DH, ow + kw*DW]
+       xp: padded images, image j's channel c at xp + j*XS + c*CS, rows WP apart;
+       gp: upstream gradients, image j's channel f at gp + j*GS + f*GC, walked as R runs of
+       LR numbers (LR a multiple of 8), run r at x offset r*XR and g offset r*GR: one run per
+       output row (r = oh), or for stride 1 one run over all rows, the gradient stored with
+       x's row length WP, so a run covers whole rows without a loop per row of 10 or 14
+       columns. gp is zero wherever no output is (past OW in a row, past the last row), so
+       what x holds there never counts. gw: (F, C, KH, KW), overwritten.
+       Blocks of up to 3 channels x 3 taps: 9 accumulators, and per 8 columns 6 loads for 9
+       multiply-adds. The blocks split F and KW exactly (a remainder of 4 as 2 + 2), so no
+       lane works on a channel or tap that does not exist. Each accumulator's 8 lanes are
+       added in a fixed order. */
     static inline __attribute__((always_inline)) float dlc_hsum8(dlc_v8 v) {  /* no 32-byte by-value ABI edge */
         float a[8];
         __builtin_memcpy(a, &v, 32);
         return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
     }
+    /* One block: NF channels from g0, NK taps from x0; d = gw's first entry, fs its step
+       from one channel to the next. NF and NK are constants, so the compiler unrolls the
+       small loops and keeps the accumulators in registers. */
+    #define DLC_GW_BLOCK(NF, NK) \\
+    static inline __attribute__((always_inline)) void dlc_gw_##NF##NK( \\
+            const float* x0, long XS, const float* g0, long GS, long GC, long NT, long R, long LR, \\
+            long XR, long GR, long DW, float* d, long fs) \\
+    { \\
+        dlc_v8 a[NF][NK]; \\
+        for (int i = 0; i < NF; i++) for (int k = 0; k < NK; k++) a[i][k] = (dlc_v8){0}; \\
+        for (long j = 0; j < NT; j++) \\
+            for (long r = 0; r < R; r++) { \\
+                const float* xr = x0 + j * XS + r * XR; \\
+                const float* gr = g0 + j * GS + r * GR; \\
+                for (long q = 0; q < LR; q += 8) { \\
+                    dlc_v8 u[NF]; \\
+                    for (int i = 0; i < NF; i++) u[i] = dlc_load8(gr + i * GC + q); \\
+                    for (int k = 0; k < NK; k++) { \\
+                        dlc_v8 s = dlc_load8(xr + q + k * DW); \\
+                        for (int i = 0; i < NF; i++) a[i][k] += u[i] * s; \\
+                    } \\
+                } \\
+            } \\
+        for (int i = 0; i < NF; i++) for (int k = 0; k < NK; k++) d[i * fs + k] = dlc_hsum8(a[i][k]); \\
+    }
+    DLC_GW_BLOCK(1, 1) DLC_GW_BLOCK(1, 2) DLC_GW_BLOCK(1, 3)
+    DLC_GW_BLOCK(2, 1) DLC_GW_BLOCK(2, 2) DLC_GW_BLOCK(2, 3)
+    DLC_GW_BLOCK(3, 1) DLC_GW_BLOCK(3, 2) DLC_GW_BLOCK(3, 3)
+
+    static inline long dlc_block3(long left) { return left == 4 ? 2 : (left < 3 ? left : 3); }
+
     static inline __attribute__((always_inline)) void dlc_direct_gw_body(
-            const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3, long OH,
-            long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw)
+            const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp, long GS,
+            long GC, long R, long LR, long XR, long GR, long F, long KH, long KW, long DH, long DW,
+            float* gw)
     {
-        for (long f = 0; f < F3; f += 3)
+        long fs = C * KH * KW, nf, nk;   /* fs: from channel f to f + 1 in gw */
+        for (long f = 0; f < F; f += nf) {
+            nf = dlc_block3(F - f);
             for (long c = 0; c < C; c++)
                 for (long kh = 0; kh < KH; kh++)
-                    for (long kw = 0; kw < KW3; kw += 3) {
-                        dlc_v8 a00 = {0}, a01 = {0}, a02 = {0}, a10 = {0}, a11 = {0}, a12 = {0},
-                               a20 = {0}, a21 = {0}, a22 = {0};
-                        for (long j = 0; j < NT; j++)
-                            for (long oh = 0; oh < OH; oh++) {
-                                const float* xr = xp + ((j * C + c) * HP + oh * SH + kh * DH) * WP + kw * DW;
-                                const float* g0 = gp + ((j * F3 + f) * OH + oh) * OWP;
-                                const float* g1 = g0 + OH * OWP;
-                                const float* g2 = g1 + OH * OWP;
-                                for (long ow = 0; ow < OWP; ow += 8) {
-                                    dlc_v8 u0 = dlc_load8(g0 + ow), u1 = dlc_load8(g1 + ow), u2 = dlc_load8(g2 + ow);
-                                    dlc_v8 s = dlc_load8(xr + ow);
-                                    a00 += u0 * s; a10 += u1 * s; a20 += u2 * s;
-                                    s = dlc_load8(xr + ow + DW);
-                                    a01 += u0 * s; a11 += u1 * s; a21 += u2 * s;
-                                    s = dlc_load8(xr + ow + 2 * DW);
-                                    a02 += u0 * s; a12 += u1 * s; a22 += u2 * s;
-                                }
-                            }
-                        float* d = gw + ((f * C + c) * KH + kh) * KW3 + kw;
-                        long fs = C * KH * KW3;   /* from channel f to f + 1 */
-                        d[0] = dlc_hsum8(a00); d[1] = dlc_hsum8(a01); d[2] = dlc_hsum8(a02);
-                        d[fs] = dlc_hsum8(a10); d[fs + 1] = dlc_hsum8(a11); d[fs + 2] = dlc_hsum8(a12);
-                        d[2 * fs] = dlc_hsum8(a20); d[2 * fs + 1] = dlc_hsum8(a21); d[2 * fs + 2] = dlc_hsum8(a22);
+                    for (long kw = 0; kw < KW; kw += nk) {
+                        nk = dlc_block3(KW - kw);
+                        const float* x0 = xp + c * CS + kh * DH * WP + kw * DW;
+                        const float* g0 = gp + f * GC;
+                        float* d = gw + ((f * C + c) * KH + kh) * KW + kw;
+                        #define DLC_GW_CALL(NF, NK) case NF * 4 + NK: \\
+                            dlc_gw_##NF##NK(x0, XS, g0, GS, GC, NT, R, LR, XR, GR, DW, d, fs); break;
+                        switch (nf * 4 + nk) {
+                            DLC_GW_CALL(1, 1) DLC_GW_CALL(1, 2) DLC_GW_CALL(1, 3)
+                            DLC_GW_CALL(2, 1) DLC_GW_CALL(2, 2) DLC_GW_CALL(2, 3)
+                            DLC_GW_CALL(3, 1) DLC_GW_CALL(3, 2) DLC_GW_CALL(3, 3)
+                        }
+                        #undef DLC_GW_CALL
                     }
+        }
     }
 
     DLC_TWO_COPIES(dlc_direct_gw,
-                   (const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3, long OH,
-                    long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw),
-                   (xp, NT, C, HP, WP, gp, F3, OH, OWP, KH, KW3, SH, DH, DW, gw))
+                   (const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp, long GS,
+                    long GC, long R, long LR, long XR, long GR, long F, long KH, long KW, long DH, long DW,
+                    float* gw),
+                   (xp, NT, XS, C, CS, WP, gp, GS, GC, R, LR, XR, GR, F, KH, KW, DH, DW, gw))
+
+    /* The fold of one image's channel (the direct backward, stride 1), as col2im:
+       out[h, w] (H, W) = sum over (kh, kw), in that order, of rows[(kh*KW + kw)*rs + oh*OW + ow]
+       with oh = h + PH - kh*DH, ow = w + PW - kw*DW, the terms outside the (OH, OW) output
+       left out. Two image rows x 16 columns in registers, each term a shifted load of one
+       output row with the columns outside [0, OW) masked to 0: the loads may reach up to
+       (KW-1)*DW + 16 numbers before or after the rows, which the caller keeps readable. */
+    typedef int dlc_v8i __attribute__((vector_size(32)));
+    #define dlc_masked8(p, o, OW) ({ dlc_v8i i_ = {0, 1, 2, 3, 4, 5, 6, 7}; i_ += (int)(o); \\
+        (dlc_v8)((dlc_v8i)dlc_load8(p) & ((i_ >= 0) & (i_ < (int)(OW)))); })
+    static inline __attribute__((always_inline)) void dlc_fold_rows_body(
+            const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+            long OH, long OW, long H, long W, float* out)
+    {
+        for (long h = 0; h < H; h += 2)
+            for (long w0 = 0; w0 < W; w0 += 16) {
+                dlc_v8 a0 = {0}, a1 = {0}, b0 = {0}, b1 = {0};
+                const float* row = rows;
+                for (long kh = 0; kh < KH; kh++) {
+                    long oh = h + PH - kh * DH;   /* the output row of image row h; h + 1: oh + 1 */
+                    int ok0 = oh >= 0 && oh < OH, ok1 = h + 1 < H && oh + 1 >= 0 && oh + 1 < OH;
+                    for (long kw = 0; kw < KW; kw++, row += rs) {
+                        long o = w0 + PW - kw * DW;   /* the output column of lane 0 */
+                        const float* r0 = row + oh * OW + o;
+                        if (ok0) { a0 += dlc_masked8(r0, o, OW); a1 += dlc_masked8(r0 + 8, o + 8, OW); }
+                        if (ok1) { b0 += dlc_masked8(r0 + OW, o, OW); b1 += dlc_masked8(r0 + OW + 8, o + 8, OW); }
+                    }
+                }
+                float t[2][16];
+                __builtin_memcpy(t[0], &a0, 32); __builtin_memcpy(t[0] + 8, &a1, 32);
+                __builtin_memcpy(t[1], &b0, 32); __builtin_memcpy(t[1] + 8, &b1, 32);
+                long n = W - w0 < 16 ? W - w0 : 16;
+                dlc_copy_f(out + h * W + w0, t[0], n);   /* a few numbers: no call to memcpy */
+                if (h + 1 < H) dlc_copy_f(out + (h + 1) * W + w0, t[1], n);
+            }
+    }
+    DLC_TWO_COPIES(dlc_fold_rows,
+                   (const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+                    long OH, long OW, long H, long W, float* out),
+                   (rows, rs, KH, KW, DH, DW, PH, PW, OH, OW, H, W, out))
 
     /* *out = the sum of s[0..n) in float64, for the bias gradient: 8 running sums (lanes
        l mod 8, two vectors of 4 doubles), added in a fixed order. */
@@ -339,8 +453,11 @@ cdef extern from *:
     static void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                                long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                                const float* bias, float* out) {}
-    static void dlc_direct_gw(const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3,
-                              long OH, long OWP, long KH, long KW3, long SH, long DH, long DW, float* gw) {}
+    static void dlc_fold_rows(const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+                              long OH, long OW, long H, long W, float* out) {}
+    static void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
+                              long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
+                              long DH, long DW, float* gw) {}
     #endif
     """
     bint DLC_DIRECT
@@ -348,14 +465,18 @@ cdef extern from *:
     void dlc_copy_d(double* d, const double* s, long n) noexcept nogil
     void dlc_add_f(float* d, const float* s, long n) noexcept nogil
     void dlc_add_d(double* d, const double* s, long n) noexcept nogil
+    void dlc_copy2_f(float* d, const float* s, long n) noexcept nogil
+    void dlc_add2_f(float* d, const float* s, long n) noexcept nogil
     void dlc_set_isa(int avx2) noexcept nogil
     void dlc_direct_fwd(const float* xp, long C, long HP, long WP, const float* wp, long FB, long F,
                         long KH, long KW, long SH, long DH, long DW, long OH, long OW,
                         const float* bias, float* out) noexcept nogil
     void dlc_sum(const float* s, long n, double* out) noexcept nogil
-    void dlc_direct_gw(const float* xp, long NT, long C, long HP, long WP, const float* gp, long F3,
-                       long OH, long OWP, long KH, long KW3, long SH, long DH, long DW,
-                       float* gw) noexcept nogil
+    void dlc_fold_rows(const float* rows, long rs, long KH, long KW, long DH, long DW, long PH, long PW,
+                       long OH, long OW, long H, long W, float* out) noexcept nogil
+    void dlc_direct_gw(const float* xp, long NT, long XS, long C, long CS, long WP, const float* gp,
+                       long GS, long GC, long R, long LR, long XR, long GR, long F, long KH, long KW,
+                       long DH, long DW, float* gw) noexcept nogil
 
 
 def _direct_isa(bint avx2):
@@ -385,6 +506,28 @@ cdef inline void _valid_range(intp_t offset, intp_t stride, intp_t size, intp_t 
 
 cdef struct Window:
     intp_t H, W, KH, KW, SH, SW, PH, PW, DH, DW, OH, OW
+
+
+cdef inline void _copy_strided(floating* d, const floating* s, intp_t n, intp_t SW) noexcept nogil:
+    """d[i] = s[i*SW] for i < n."""
+    cdef intp_t i
+    if floating is float:
+        if SW == 2:
+            dlc_copy2_f(d, s, n)
+            return
+    for i in range(n):
+        d[i] = s[i * SW]
+
+
+cdef inline void _add_strided(floating* d, const floating* s, intp_t n, intp_t SW) noexcept nogil:
+    """d[i*SW] += s[i] for i < n."""
+    cdef intp_t i
+    if floating is float:
+        if SW == 2:
+            dlc_add2_f(d, s, n)
+            return
+    for i in range(n):
+        d[i * SW] += s[i]
 
 
 cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
@@ -417,8 +560,7 @@ cdef void _im2col_plane(const floating* src, floating* dst, intp_t row_stride,
                     else:
                         dlc_copy_d(row + oh * OW + ow_lo, s, ow_hi - ow_lo)
                 else:
-                    for ow in range(ow_lo, ow_hi):
-                        row[oh * OW + ow] = s[(ow - ow_lo) * SW]
+                    _copy_strided(row + oh * OW + ow_lo, s, ow_hi - ow_lo, SW)
                 if ow_hi < OW:
                     memset(row + oh * OW + ow_hi, 0, (OW - ow_hi) * sizeof(floating))
             if oh_hi < w.OH:
@@ -449,8 +591,7 @@ cdef void _col2im_plane(const floating* src, floating* dst, intp_t row_stride,
                     else:
                         dlc_add_d(d, s, n_ow)
                 else:
-                    for ow in range(n_ow):
-                        d[ow * SW] += s[ow]
+                    _add_strided(d, s, n_ow, SW)
 
 
 cdef void _im2col_tile(const floating* x, intp_t n_img, intp_t C, floating* cols,
@@ -561,12 +702,24 @@ cdef tuple _shape(a, int ndim):
 
 
 cdef intp_t _tile_images(intp_t N, intp_t per_image, intp_t itemsize):
-    """Images per tile: about TILE_BYTES of workspace, at least one image, equal tiles."""
+    """Images per tile: about TILE_BYTES of workspace, at least one image.
+
+    Among tile sizes from that most down to half of it, the one that two threads finish
+    soonest (the one with the most tiles does ceil(n_tiles/2) of them; larger on a tie):
+    64 images at most 6 a tile make 11 tiles, where one thread idles through the last
+    one, and 16 tiles of 4 none. The choice depends on the shape only, never on the
+    thread count, so the per-tile sums and results do not either.
+    """
     cdef intp_t most = max(1, TILE_BYTES // max(1, per_image * itemsize))
-    if most > N:
-        most = N
-    cdef intp_t n_tiles = (N + most - 1) // most
-    return (N + n_tiles - 1) // n_tiles
+    if most >= N:
+        return max(N, 1)
+    cdef intp_t T, best = most, cost, best_cost = ((N + most - 1) // most + 1) // 2 * most
+    for T in range(most - 1, (most + 1) // 2 - 1, -1):
+        cost = ((N + T - 1) // T + 1) // 2 * T
+        if cost < best_cost:
+            best, best_cost = T, cost
+    cdef intp_t n_tiles = (N + best - 1) // best
+    return (N + n_tiles - 1) // n_tiles   # as many tiles, as equal as they can be
 
 
 def _check_ints(*sizes):
@@ -664,9 +817,10 @@ cdef struct Conv:
     intp_t N, C, F, G, K, L, T, n_tiles
     bint has_bias, want_input
     # the direct forward (few input channels): padded image (C, HP, WP), FB blocks of 4
-    # output channels, output rows rounded up to whole 16-column blocks (OWP)
-    bint direct
-    intp_t HP, WP, FB, OWP
+    # output channels, output rows rounded up to whole 16-column blocks (OWP); or, flat,
+    # all LQ = OH*WP outputs of a channel as one row (see _direct_setup)
+    bint direct, flat
+    intp_t HP, WP, FB, OWP, LQ
 
 
 cdef Conv _conv(intp_t N, intp_t C, intp_t F, intp_t G, intp_t KK, intp_t L, intp_t per_image,
@@ -687,9 +841,9 @@ cdef Conv _conv(intp_t N, intp_t C, intp_t F, intp_t G, intp_t KK, intp_t L, int
 # 3x3 layer (K = 576) stays with BLAS, which reuses each column entry 64 times.
 DIRECT_MAX_K = 160
 # ... and the weight gradient with at most this many (float32, stride 1 along W, one group).
-# Measured on one core (CPU time, batch 64, AMD EPYC), direct vs im2col + GEMM: LeNet conv1
-# backward without input gradient 0.36 vs 0.54 ms, with it 0.87 vs 0.98 ms; LeNet conv2
-# (K = 150) with input gradient 1.69 vs 1.87 ms, without 0.90 vs 1.07 ms.
+# Measured on one core (CPU time, batch 64, AMD EPYC, best of 15), direct vs im2col + GEMM:
+# LeNet conv1 backward without input gradient 0.36 vs 0.46 ms, with it 0.67 vs 0.87 ms;
+# LeNet conv2 (K = 150) with input gradient 1.27 vs 1.60 ms, without 0.83 vs 0.97 ms.
 DIRECT_GW_MAX_K = 160
 
 
@@ -699,14 +853,25 @@ cdef void _direct_setup(Conv* p, const Window* w, intp_t itemsize, intp_t groups
     p.HP = w.H + 2 * w.PH
     p.WP = max(w.W + 2 * w.PW, p.OWP + (w.KW - 1) * w.DW)
     p.direct = DLC_DIRECT and itemsize == 4 and groups == 1 and w.SW == 1 and p.K <= DIRECT_MAX_K
+    # Stride 1: output (oh, ow) at oh*WP + ow of one long row reads the padded image at the
+    # fixed distance kh*DH*WP + kw*DW, so a channel's outputs fill whole 16-lane blocks with
+    # only the rows' last KW-1 columns wasted: LeNet conv2, 9 blocks instead of 10 rows of
+    # 16 lanes for 10 outputs. Taken when it means fewer blocks.
+    p.LQ = w.OH * (w.W + 2 * w.PW)
+    p.flat = w.SH == 1 and (p.LQ + 15) // 16 < w.OH * (p.OWP // 16)
+    if p.flat:
+        p.WP = w.W + 2 * w.PW
 
 
 cdef intp_t _round16(intp_t n) noexcept nogil:
     return (n + 15) // 16 * 16
 
 
-cdef intp_t _direct_scratch(const Conv* p) noexcept nogil:
-    """Floats of thread-private scratch for the direct loops: one padded image."""
+cdef intp_t _direct_scratch(const Conv* p, const Window* w) noexcept nogil:
+    """Floats of thread-private scratch for the direct loops: one padded image; flat, with
+    room for the last block's overshoot, then the (F, LQ) outputs."""
+    if p.flat:
+        return _round16(p.C * p.HP * p.WP + (w.KW - 1) * w.DW + 16) + p.F * p.LQ
     return _round16(p.C * p.HP * p.WP)
 
 
@@ -717,16 +882,27 @@ cdef void _pad_image(const float* x, intp_t C, const Window* w, intp_t HP, intp_
     memset(xp, 0, C * HP * WP * sizeof(float))
     for c in range(C):
         for h in range(w.H):
-            memcpy(xp + (c * HP + h + w.PH) * WP + w.PW, x + (c * w.H + h) * w.W, w.W * sizeof(float))
+            dlc_copy_f(xp + (c * HP + h + w.PH) * WP + w.PW, x + (c * w.H + h) * w.W, w.W)
 
 
 cdef void _direct_forward_tile(const float* x, const float* wp, const float* bias, float* out,
                                float* xp, intp_t t, const Conv* p, const Window* win) noexcept nogil:
     cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), j, plane = win.H * win.W
+    cdef intp_t f, oh, size = p.C * p.HP * p.WP, room = _round16(size + (win.KW - 1) * win.DW + 16)
+    cdef float* flat_out = xp + room
     for j in range(nt):
         _pad_image(x + (n0 + j) * p.C * plane, p.C, win, p.HP, p.WP, xp)
-        dlc_direct_fwd(xp, p.C, p.HP, p.WP, wp, p.FB, p.F, win.KH, win.KW, win.SH, win.DH, win.DW,
-                       win.OH, win.OW, bias, out + (n0 + j) * p.F * p.L)
+        if not p.flat:
+            dlc_direct_fwd(xp, p.C, p.HP, p.WP, wp, p.FB, p.F, win.KH, win.KW, win.SH, win.DH, win.DW,
+                           win.OH, win.OW, bias, out + (n0 + j) * p.F * p.L)
+            continue
+        memset(xp + size, 0, (room - size) * sizeof(float))
+        dlc_direct_fwd(xp, p.C, p.HP, p.WP, wp, p.FB, p.F, win.KH, win.KW, 1, win.DH, win.DW,
+                       1, p.LQ, bias, flat_out)
+        for f in range(p.F):   # the OW real outputs of each WP
+            for oh in range(win.OH):
+                dlc_copy_f(out + ((n0 + j) * p.F + f) * p.L + oh * win.OW, flat_out + f * p.LQ + oh * p.WP,
+                           win.OW)
 
 
 def _direct_weights(weight, intp_t FB):
@@ -794,9 +970,9 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
         return
     _check_ints(p.K, p.T * L)
     _direct_setup(&p, &win, sizeof(floating), groups)
-    cdef intp_t stride = _direct_scratch(&p) if p.direct else p.T * (p.K + F) * L
+    cdef intp_t stride = _direct_scratch(&p, &win) if p.direct else p.T * (p.K + F) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
-    work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
+    work = _scratch((n_threads, stride), np.asarray(out).dtype)
     cdef floating[:, ::1] ws = work
     cdef const floating* bp = &b[0] if p.has_bias else NULL
     cdef const float[:, :, :, :, ::1] wp
@@ -815,12 +991,14 @@ def conv2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                         continue
                 _conv2d_forward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], bp, &out[0, 0, 0, 0],
                                      mine, mine + p.T * p.K * L, t, &p, &win)
+    _give_back(work)
 
 
 cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const floating* gout,
-                                floating* gin, floating* gw_part, double* gb_part,
+                                floating* gin, floating* gw_part, floating gw_beta, double* gb_part,
                                 floating* cols, floating* gt, intp_t t,
                                 const Conv* p, const Window* win) noexcept nogil:
+    """One tile's gradients; its weight gradient goes into gw_part (gw_beta 1: added to it)."""
     cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, g
     cdef intp_t Fg = p.F // p.G, Kg = p.K // p.G, plane = win.H * win.W
     _im2col_tile(x + n0 * p.C * plane, nt, p.C, cols, win)
@@ -832,7 +1010,7 @@ cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const flo
         _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
     for g in range(p.G):   # this tile's dL/dW2 = g_t @ cols.T
         _gemm(False, True, Fg, Kg, M, gt + g * Fg * M, M, cols + g * Kg * M, M,
-              0, gw_part + g * Fg * Kg, Kg)
+              gw_beta, gw_part + g * Fg * Kg, Kg)
     if not p.want_input:
         return
     for g in range(p.G):   # the columns are spent: cols now holds their gradient W2.T @ g_t
@@ -841,61 +1019,80 @@ cdef void _conv2d_backward_tile(const floating* x, const floating* w2, const flo
     _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
 
 
-# ---- the direct weight gradient (few input channels, float32) ------------------------------
+# ---- the direct backward (few input channels, float32) -------------------------------------
 # LeNet's conv1 (one input channel, K = 25): im2col copies every pixel 25 times and BLAS
 # packs the copies again, for a product of only 6 rows. The direct loops (dlc_direct_gw)
-# read a padded copy of each image and of its upstream gradient instead. The input gradient,
-# when asked, still takes W2.T @ g and col2im; the tiles do not depend on whether it is
-# asked, so neither does the weight gradient, bitwise. Measurements: at DIRECT_GW_MAX_K.
+# read a padded copy of each image and of its upstream gradient instead. With stride 1 the
+# upstream gradient is stored with the padded image's row length WP ("flat": output
+# (oh, ow) at oh*WP + ow, zeros in between), so pixel (oh + kh*DH, ow + kw*DW) sits at the
+# fixed distance kh*DH*WP + kw*DW from it and the weight gradient runs over all of an
+# image's rows at once (LeNet conv2: 144 numbers, against 10 rows of 16 lanes for 10
+# outputs each). The input gradient is W2.T @ g as in im2col's path, then with stride 1
+# dlc_fold_rows instead of col2im. The tiles depend on the shape only, never on whether
+# the input gradient is asked, so neither does the weight gradient.
 
 cdef struct DirectGrad:
-    # padded image (C, HP, WP) and padded upstream gradient (F3, OH, OWP) of one image;
-    # F3, KW3: F and KW rounded up to multiples of 3
-    intp_t HP, WP, OWP, F3, KW3, xp_size, gp_size, gw_size
+    # padded image: channel stride CS, image stride XS, rows WP apart, HP rows;
+    # upstream gradient gp (T, F, R*LR): walked as R runs of LR numbers, XR and GR apart
+    # in x and gp; flat (stride 1): one run per image; guard: room dlc_fold_rows may read
+    # around the columns
+    intp_t HP, WP, CS, XS, GS, GC, R, LR, XR, GR, gp_size, guard
+    bint flat
 
 
 cdef DirectGrad _direct_grad_setup(Conv* p, const Window* w):
-    """The direct weight gradient's geometry; sets the tiles (p.T, p.n_tiles) for its workspace."""
+    """The direct backward's geometry; sets the tiles (p.T, p.n_tiles) for its workspace."""
     cdef DirectGrad d
-    d.OWP = (w.OW + 7) // 8 * 8
-    d.F3 = (p.F + 2) // 3 * 3
-    d.KW3 = (w.KW + 2) // 3 * 3
+    cdef intp_t OWP = (w.OW + 7) // 8 * 8
+    d.flat = w.SH == 1
     d.HP = w.H + 2 * w.PH
-    d.WP = max(w.W + 2 * w.PW, d.OWP + (d.KW3 - 1) * w.DW)
-    d.xp_size = p.C * d.HP * d.WP
-    d.gp_size = d.F3 * w.OH * d.OWP
-    d.gw_size = _round16(d.F3 * p.C * w.KH * d.KW3)
-    # the input gradient's columns too, asked or not: the same tiles either way
-    p.T = _tile_images(p.N, d.xp_size + d.gp_size + (p.K + p.F) * p.L, sizeof(float))
+    if d.flat:
+        d.WP = w.W + 2 * w.PW
+        d.R, d.LR, d.XR, d.GR = 1, (w.OH * d.WP + 7) // 8 * 8, 0, 0
+        d.CS = d.HP * d.WP
+        # a run reads up to (KW-1)*DW + 7 numbers past a channel: room after the last one
+        d.XS = _round16(p.C * d.CS + (w.KW - 1) * w.DW + 8)
+    else:
+        d.WP = max(w.W + 2 * w.PW, OWP + (w.KW - 1) * w.DW)
+        d.R, d.LR, d.XR, d.GR = w.OH, OWP, w.SH * d.WP, OWP
+        d.CS = d.HP * d.WP
+        d.XS = p.C * d.CS
+    d.GC = d.R * d.LR
+    d.GS = p.F * d.GC
+    d.guard = _round16((w.KW - 1) * w.DW + 16)
+    p.T = _tile_images(p.N, d.XS + d.GS + (p.K + p.F) * p.L, sizeof(float))
     p.n_tiles = (p.N + p.T - 1) // p.T
+    d.gp_size = p.T * d.GS
     return d
 
 
 cdef intp_t _direct_grad_scratch(const Conv* p, const DirectGrad* d) noexcept nogil:
-    return _round16(p.T * (d.xp_size + d.gp_size)) + d.gw_size + p.T * (p.K + p.F) * p.L
+    """xp, gp, then the input gradient's columns (K, T*L) with guards, and its rows of g (F, T*L)."""
+    return (_round16(p.T * d.XS) + _round16(d.gp_size) + _round16(p.T * p.K * p.L) + 2 * d.guard
+            + p.T * p.F * p.L)
 
 
 cdef void _direct_backward_tile(const float* x, const float* w2, const float* gout, float* gin,
                                 float* gw_part, double* gb_part, float* scratch, intp_t t,
                                 const Conv* p, const DirectGrad* d, const Window* win) noexcept nogil:
     cdef intp_t n0 = t * p.T, nt = min(p.T, p.N - n0), M = nt * p.L, plane = win.H * win.W
-    cdef intp_t j, f, r, oh, KK = win.KH * win.KW
+    cdef intp_t j, f, oh
     cdef float* xp = scratch
-    cdef float* gp = xp + p.T * d.xp_size
-    cdef float* gws = scratch + _round16(p.T * (d.xp_size + d.gp_size))
-    cdef float* cols = gws + d.gw_size
-    cdef float* gt = cols + p.T * p.K * p.L
+    cdef float* gp = xp + _round16(p.T * d.XS)
+    cdef float* cols = gp + _round16(d.gp_size) + d.guard   # dlc_fold_rows reads around it
+    cdef float* gt = cols + _round16(p.T * p.K * p.L) + d.guard
+    cdef float* g
+    memset(gp, 0, d.gp_size * sizeof(float))
     for j in range(nt):
-        _pad_image(x + (n0 + j) * p.C * plane, p.C, win, d.HP, d.WP, xp + j * d.xp_size)
-        memset(gp + j * d.gp_size, 0, d.gp_size * sizeof(float))
+        _pad_image(x + (n0 + j) * p.C * plane, p.C, win, d.HP, d.WP, xp + j * d.XS)
+        memset(xp + j * d.XS + p.C * d.CS, 0, (d.XS - p.C * d.CS) * sizeof(float))   # the runs' overshoot
         for f in range(p.F):
+            g = gp + j * d.GS + f * d.GC
             for oh in range(win.OH):
-                memcpy(gp + j * d.gp_size + (f * win.OH + oh) * d.OWP,
-                       gout + ((n0 + j) * p.F + f) * p.L + oh * win.OW, win.OW * sizeof(float))
-    dlc_direct_gw(xp, nt, p.C, d.HP, d.WP, gp, d.F3, win.OH, d.OWP, win.KH, d.KW3, win.SH, win.DH,
-                  win.DW, gws)
-    for r in range(p.F * p.C * win.KH):   # (F3, C, KH, KW3) -> (F, C, KH, KW)
-        memcpy(gw_part + r * win.KW, gws + r * d.KW3, win.KW * sizeof(float))
+                dlc_copy_f(g + oh * (d.WP if d.flat else d.LR),   # zeros after each row
+                           gout + ((n0 + j) * p.F + f) * p.L + oh * win.OW, win.OW)
+    dlc_direct_gw(xp, nt, d.XS, p.C, d.CS, d.WP, gp, d.GS, d.GC, d.R, d.LR, d.XR, d.GR, p.F,
+                  win.KH, win.KW, win.DH, win.DW, gw_part)
     if p.has_bias:
         _channel_sums(gout + n0 * p.F * p.L, nt, p.F, p.L, gb_part)
     if not p.want_input:
@@ -905,29 +1102,50 @@ cdef void _direct_backward_tile(const float* x, const float* w2, const float* go
     else:
         _images_to_rows(gout + n0 * p.F * p.L, nt, p.F, p.L, gt)
     _gemm(True, False, p.K, M, p.F, w2, p.K, gt, M, 0, cols, M)
-    _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
+    if not d.flat:
+        _col2im_tile(cols, nt, p.C, gin + n0 * p.C * plane, win)
+        return
+    cdef intp_t c, KK = win.KH * win.KW
+    for j in range(nt):   # col2im's sums, from registers
+        for c in range(p.C):
+            dlc_fold_rows(cols + c * KK * M + j * p.L, M, win.KH, win.KW, win.DH, win.DW, win.PH, win.PW,
+                          win.OH, win.OW, win.H, win.W, gin + ((n0 + j) * p.C + c) * plane)
+
+
+# Elements per block of the tile sums: a thread adds whole rows of a block, tile after tile.
+cdef intp_t _SUM_BLOCK = 4096
+
+
+cdef inline intp_t _sum_blocks(intp_t size) noexcept nogil:
+    """Blocks of the tile sums: the weight's, then one for the bias."""
+    return (size + _SUM_BLOCK - 1) // _SUM_BLOCK + 1
 
 
 cdef inline void _sum_tiles(const floating* parts, intp_t n_tiles, intp_t size, floating* out,
-                            const double* bparts, intp_t bsize, floating* bout, intp_t e) noexcept nogil:
-    """Element e of ``out = sum over t of parts[t]`` (or of the bias sums), tile 0 first.
+                            const double* bparts, intp_t n_bparts, intp_t bsize, floating* bout,
+                            intp_t blk) noexcept nogil:
+    """Block blk of ``out = sum over t of parts[t]`` (the last block: the bias sums over its
+    n_bparts rows), tile 0 first.
 
-    The caller splits the elements over the threads; each element still adds its tiles in
-    order, so the sums do not depend on the thread count.
+    The caller splits the blocks over the threads; each element still adds its tiles in
+    order, so the sums do not depend on the thread count. A block runs along each tile's
+    row, not down a column of tiles one page apart.
     """
-    cdef intp_t t
-    cdef floating s
+    cdef intp_t t, e, e0 = blk * _SUM_BLOCK, n = min(_SUM_BLOCK, size - e0)
     cdef double d
-    if e < size:
-        s = parts[e]
+    if e0 < size:
+        memcpy(out + e0, parts + e0, n * sizeof(floating))
         for t in range(1, n_tiles):
-            s = s + parts[t * size + e]
-        out[e] = s
+            if floating is float:
+                dlc_add_f(out + e0, parts + t * size + e0, n)
+            else:
+                dlc_add_d(out + e0, parts + t * size + e0, n)
     else:
-        d = 0
-        for t in range(n_tiles):
-            d = d + bparts[t * bsize + e - size]
-        bout[e - size] = <floating> d
+        for e in range(bsize):
+            d = 0
+            for t in range(n_bparts):
+                d = d + bparts[t * bsize + e]
+            bout[e] = <floating> d
 
 
 def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W)
@@ -973,14 +1191,20 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
     _direct_setup(&p, &win, sizeof(floating), groups)
     cdef bint direct = p.direct and p.K <= DIRECT_GW_MAX_K
     cdef DirectGrad dg
+    dg.flat = False
     if direct:
         dg = _direct_grad_setup(&p, &win)
     _check_ints(p.K, p.T * L)
     cdef intp_t stride = _direct_grad_scratch(&p, &dg) if direct else p.T * (p.K + F) * L
-    n_threads = max(1, min(n_threads, p.n_tiles))
+    # im2col's path adds the weight gradients of CH consecutive tiles in one partial sum
+    # (GEMM with beta 1), a chunk handed to one thread: a quarter of the partial sums to
+    # write and add up (the stride-2 layer's are 295 KB each). CH depends on the shape only.
+    cdef intp_t CH = 1 if direct else max(1, p.n_tiles // 8)
+    cdef intp_t n_chunks = (p.n_tiles + CH - 1) // CH, ch
+    n_threads = max(1, min(n_threads, n_chunks))
     dtype = np.asarray(grad_weight).dtype
-    work = np.empty((n_threads, stride), dtype=dtype)
-    parts = np.empty((p.n_tiles, wsize), dtype=dtype)
+    work = _scratch((n_threads, stride), dtype)
+    parts = _scratch((n_chunks, wsize), dtype)
     bparts = np.empty((p.n_tiles, F if p.has_bias else 0), dtype=np.float64)
     bsum = np.empty(F if p.has_bias else 0, dtype=dtype)
     cdef floating[:, ::1] ws = work, pw = parts
@@ -992,19 +1216,23 @@ def conv2d_backward(const floating[:, :, :, ::1] x,            # IN  (N, C, H, W
     with _ONE_BLAS_THREAD:
         with nogil, parallel(num_threads=n_threads):
             mine = &ws[threadid(), 0]
-            for t in prange(p.n_tiles, schedule='dynamic'):
+            for ch in prange(n_chunks, schedule='dynamic'):
                 if floating is float:
-                    if direct:
+                    if direct:   # CH = 1: chunk ch is tile ch
                         _direct_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
-                                              gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
-                                              mine, t, &p, &dg, &win)
+                                              gip, &pw[ch, 0], &pb[ch, 0] if p.has_bias else NULL,
+                                              mine, ch, &p, &dg, &win)
                         continue
-                _conv2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
-                                      gip, &pw[t, 0], &pb[t, 0] if p.has_bias else NULL,
-                                      mine, mine + p.T * p.K * L, t, &p, &win)
-            for e in prange(wsize + bsize, schedule='static'):
-                _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
-                           &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+                for t in range(ch * CH, min(ch * CH + CH, p.n_tiles)):
+                    _conv2d_backward_tile(&x[0, 0, 0, 0], &weight[0, 0, 0, 0], &grad_output[0, 0, 0, 0],
+                                          gip, &pw[ch, 0], 0 if t == ch * CH else 1,
+                                          &pb[t, 0] if p.has_bias else NULL,
+                                          mine, mine + p.T * p.K * L, t, &p, &win)
+            for e in prange(_sum_blocks(wsize), schedule='static'):
+                _sum_tiles(&pw[0, 0], n_chunks, wsize, &grad_weight[0, 0, 0, 0],
+                           &pb[0, 0] if p.has_bias else NULL, p.n_tiles, bsize,
+                           &bs[0] if p.has_bias else NULL, e)
+    _give_back(work, parts)
     if p.has_bias:
         grad_bias[...] = bsum
 
@@ -1060,7 +1288,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_
     _check_ints(p.K, p.T * L)
     cdef intp_t stride = p.T * (p.K + C_in) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
-    work = np.empty((n_threads, stride), dtype=np.asarray(out).dtype)
+    work = _scratch((n_threads, stride), np.asarray(out).dtype)
     cdef floating[:, ::1] ws = work
     cdef intp_t t
     cdef floating* mine = NULL   # each thread sets its own; NULL keeps gcc from warning
@@ -1072,6 +1300,7 @@ def conv_transpose2d_forward(const floating[:, :, :, ::1] x,        # IN  (N, C_
                                                mine, mine + p.T * p.K * L, t, &p, &win)
                 if p.has_bias:
                     _add_bias(&out[t * p.T, 0, 0, 0], min(p.T, N - t * p.T), C_out, HO * WO, &b[0])
+    _give_back(work)
 
 
 cdef void _conv_transpose2d_backward_tile(const floating* x, const floating* w2, const floating* gout,
@@ -1139,8 +1368,8 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
     cdef intp_t stride = p.T * (p.K + C_in) * L
     n_threads = max(1, min(n_threads, p.n_tiles))
     dtype = np.asarray(grad_weight).dtype
-    work = np.empty((n_threads, stride), dtype=dtype)
-    parts = np.empty((p.n_tiles, wsize), dtype=dtype)
+    work = _scratch((n_threads, stride), dtype)
+    parts = _scratch((p.n_tiles, wsize), dtype)
     bparts = np.empty((p.n_tiles, C_out if p.has_bias else 0), dtype=np.float64)
     bsum = np.empty(C_out if p.has_bias else 0, dtype=dtype)
     cdef floating[:, ::1] ws = work, pw = parts
@@ -1157,8 +1386,10 @@ def conv_transpose2d_backward(const floating[:, :, :, ::1] x,            # IN  (
                                                 &grad_output[0, 0, 0, 0], gip, &pw[t, 0],
                                                 &pb[t, 0] if p.has_bias else NULL,
                                                 mine, mine + p.T * p.K * L, t, &p, &win)
-            for e in prange(wsize + bsize, schedule='static'):
+            for e in prange(_sum_blocks(wsize), schedule='static'):
                 _sum_tiles(&pw[0, 0], p.n_tiles, wsize, &grad_weight[0, 0, 0, 0],
-                           &pb[0, 0] if p.has_bias else NULL, bsize, &bs[0] if p.has_bias else NULL, e)
+                           &pb[0, 0] if p.has_bias else NULL, p.n_tiles, bsize,
+                           &bs[0] if p.has_bias else NULL, e)
+    _give_back(work, parts)
     if p.has_bias:
         grad_bias[...] = bsum
