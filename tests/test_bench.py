@@ -355,3 +355,24 @@ def test_kernel_cases_run_exactly_the_threads_asked_model_cases_as_a_user_would(
     with run_context("cython", 2, training=True):
         assert threads.DYNAMIC is False
     assert threads.DYNAMIC is False
+
+
+def test_memory_bound_case_is_judged_against_the_floor_measured_with_it():
+    """The bandwidth floor of a memory-bound case is the probe timed in turn with it when
+    there is one (the host's bandwidth drifts during a run), else the start-of-run one."""
+    from dlcore.bench import machine
+
+    probe = machine.FloorProbe(1, quick=True)
+    probe.sample()
+    probe.sample()
+    assert probe.ok and len(probe.times) == 2 and probe.gbs() > 0
+    probe.close()
+
+    case = Case(key="k", name="k", group="activation", build=None, nbytes=1e9, target="bandwidth")
+    impls = {"cython": {"ok": True, "median_s": 0.2}}
+    m = rep._case_metrics(case, impls, {"bandwidth_gbs": 20.0}, floor_gbs=10.0)
+    # 1 GB at 10 GB/s takes 0.1 s: 0.2 s is twice the floor; at the start's 20 GB/s, four times
+    assert m["floor_gbs"] == 10.0 and m["floor_measured"] == "with the case"
+    assert m["times_floor"] == pytest.approx(2.0) and m["times_floor_start"] == pytest.approx(4.0)
+    m = rep._case_metrics(case, impls, {"bandwidth_gbs": 20.0})
+    assert m["floor_gbs"] == 20.0 and m["times_floor"] == pytest.approx(4.0) and "times_floor_start" not in m

@@ -36,6 +36,13 @@ larger of ``copy_gbs`` and ``update_gbs`` as if both were counted right (77.9 ag
 that machine's 32 MiB L3, so no repeat is served from the cache, and NumPy's (which asks
 Linux for huge pages on large arrays, as for the kernels' arrays: without them the same
 loops ran about 30% slower in that VM).
+
+The host's bandwidth also drifts while a run goes on: on that VM the two-thread probe gave
+76 GB/s at the start of one run and 47 GB/s twenty minutes later, as the neighbours' load
+changed. So a memory-bound case is not judged against the start-of-run floor alone:
+:class:`FloorProbe` times the same probe *interleaved* with the case's own samples, and
+the case's ratio uses that floor (``floor_gbs`` in the report; the start-of-run
+``bandwidth_gbs`` stays in the header, and ``times_floor_start`` in the case's metrics).
 """
 import os
 import platform
@@ -45,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["cpu_model", "header", "measure_limits", "threadpool_summary", "load_average"]
+__all__ = ["cpu_model", "header", "measure_limits", "threadpool_summary", "load_average", "FloorProbe"]
 
 
 def cpu_model():
@@ -183,3 +190,45 @@ def torch_gemm_gflops(threads, n=1536, repeats=3):
     torch.mm(a, b)
     _, times = _median_time(lambda: torch.mm(a, b), repeats)
     return 2.0 * n ** 3 / min(times) / 1e9
+
+
+def _add(x, y):
+    x += y
+
+
+class FloorProbe:
+    """The floor's ``a += b`` probe as a runner of ``timing.time_case``: sampled in turn
+    with a memory-bound case's implementations, so the case and its floor are measured at
+    the same moments of a shared machine. ``gbs()`` is the median rate, counted as in
+    :func:`measure_limits` (3 bytes per byte of ``a``)."""
+
+    impl = "floor"
+    SETTLE = 0.02  # seconds of idleness before each timed probe
+
+    def __init__(self, threads, quick=False):
+        numel = (32 if quick else 64) * 2 ** 20
+        self._src = np.ones(numel, dtype=np.float32)
+        self._dst = np.zeros(numel, dtype=np.float32)
+        self._pool = ThreadPoolExecutor(max_workers=threads)
+        self._fn = _threaded(self._pool, threads, _add, (self._dst, self._src))
+        self._fn()  # the pages mapped and the threads started before any timed call
+        self.estimate, _ = _median_time(self._fn, 1)
+        self.ok, self.number, self.times = True, 1, []
+
+    def sample(self):
+        # Let the thread pools of the call before (OpenMP workers spin a while after a
+        # parallel region) go idle first: measured, a probe right after a 2-thread relu
+        # got 39 GB/s where one 50 ms later got 48, the same as back-to-back probes.
+        time.sleep(self.SETTLE)
+        start = time.perf_counter()
+        self._fn()
+        self.times.append(time.perf_counter() - start)
+
+    def gbs(self):
+        if not self.times:
+            return None
+        return 3 * self._src.nbytes / statistics.median(self.times) / 1e9
+
+    def close(self):
+        self._pool.shutdown()
+        self._fn = self._src = self._dst = None

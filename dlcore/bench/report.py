@@ -7,7 +7,8 @@ shared and noisy, so only ratios measured side by side mean something):
    compiled backend over the NumPy twin (0.25 means 4x faster), and ``cython/torch``.
 2. *How close to the machine is it?* -- achieved GFLOP/s against the measured BLAS GEMM
    roof (convolutions, models), or achieved GB/s against the measured memory bandwidth
-   (memory-bound ops). ``x floor`` is the time over the best time the bytes allow.
+   (memory-bound ops). ``x floor`` is the time over the best time the bytes allow, at
+   the bandwidth the probe measured in turn with the case (``machine.FloorProbe``).
 3. *Do threads help?* -- ``1thr/Nthr``: the compiled backend at one thread over all
    threads (2.0 means perfect scaling on two cores).
 
@@ -176,8 +177,12 @@ def _impl_result(runner):
     return out
 
 
-def _case_metrics(case, impls, limits):
-    """Ratios, rates and fractions of the machine's limits for one case."""
+def _case_metrics(case, impls, limits, floor_gbs=None):
+    """Ratios, rates and fractions of the machine's limits for one case.
+
+    ``floor_gbs``: the bandwidth probe timed in turn with this case (memory-bound cases),
+    used instead of the start-of-run ``limits["bandwidth_gbs"]`` when given.
+    """
     def med(name):
         r = impls.get(name)
         return r["median_s"] if r and r.get("ok") and r.get("median_s") else None
@@ -207,11 +212,16 @@ def _case_metrics(case, impls, limits):
         if case.flops and limits.get("gemm_gflops"):
             m["gflops"] = case.flops / cy / 1e9
             m["fraction_of_gemm"] = m["gflops"] / limits["gemm_gflops"]
-        if case.nbytes and limits.get("bandwidth_gbs"):
+        bandwidth = floor_gbs or limits.get("bandwidth_gbs")
+        if case.nbytes and bandwidth:
             m["gbs"] = case.nbytes / cy / 1e9
-            m["fraction_of_bandwidth"] = m["gbs"] / limits["bandwidth_gbs"]
-            m["floor_s"] = case.nbytes / (limits["bandwidth_gbs"] * 1e9)
+            m["floor_gbs"] = bandwidth
+            m["floor_measured"] = "with the case" if floor_gbs else "at the start of the run"
+            m["fraction_of_bandwidth"] = m["gbs"] / bandwidth
+            m["floor_s"] = case.nbytes / (bandwidth * 1e9)
             m["times_floor"] = cy / m["floor_s"]
+            if floor_gbs and limits.get("bandwidth_gbs"):
+                m["times_floor_start"] = cy * limits["bandwidth_gbs"] * 1e9 / case.nbytes
     return m
 
 
@@ -315,14 +325,23 @@ def run_bench(quick=False, filter=None, threads=None, torch_mode="auto", budget=
             # Behind schedule (a slow or busy machine): share what is left among the rest.
             left = max_minutes * 60 - (time.perf_counter() - show.start)
             case_budget = max(0.2, min(budget, left / (len(cases) - i) * 0.6))
-            rounds = time_case(runners, case_budget, min_repeats=1 if case.full_only else 3)
+            # A memory-bound case's floor is measured in turn with it (machine.FloorProbe).
+            probe = (machine.FloorProbe(threads, quick)
+                     if case.target == "bandwidth" and report["limits"] else None)
+            try:
+                rounds = time_case(runners + ([probe] if probe else []), case_budget,
+                                   min_repeats=1 if case.full_only else 3)
+                floor_gbs = probe.gbs() if probe else None
+            finally:
+                if probe:
+                    probe.close()
             show(f"{prefix}: checking results against the NumPy twin")
             entry = {"key": case.key, "name": case.name, "group": case.group,
                      "flops": case.flops, "bytes": case.nbytes, "target": case.target,
                      "rounds": rounds, "budget_s": case_budget, "impls": {}, "checks": {}}
             entry["impls"] = {r.impl: _impl_result(r) for r in runners}
             entry["checks"] = _check(case, runners)
-            entry["metrics"] = _case_metrics(case, entry["impls"], report["limits"])
+            entry["metrics"] = _case_metrics(case, entry["impls"], report["limits"], floor_gbs)
             entry["wall_s"] = time.perf_counter() - case_start
             results.append(entry)
             for r in runners:
@@ -476,7 +495,9 @@ def format_report(report):
             f"limits   NumPy BLAS float32 GEMM {lim['gemm_gflops']:.1f} GFLOP/s (n={lim['gemm_n']}){extra} | "
             f"copy {lim['copy_gbs']:.1f} GB/s, in-place a+=b {lim['update_gbs']:.1f} GB/s"
             + (f", one-thread copy {lim['copy_gbs_1thread']:.1f} GB/s" if lim.get("copy_gbs_1thread") else "")
-            + f" (best of repeats; read+write bytes; {lim['threads']} threads)")
+            + f" (best of repeats; read+write bytes; {lim['threads']} threads)"
+            + (f"; floor: a+=b median {lim['bandwidth_gbs']:.1f} GB/s, re-measured alongside each "
+               "memory-bound case" if lim.get("bandwidth_gbs") else ""))
     lines.append("")
 
     impls = report["impls"]
@@ -520,7 +541,8 @@ def format_report(report):
                  "torch@own in its own process with its default settings; cy/np and cy/torch are "
                  "compiled time over the other, against the faster torch "
                  "(< 1 means compiled is faster); 'compiled rate' is the compiled backend's GFLOP/s "
-                 "or GB/s (bytes that must move)"
+                 "or GB/s (bytes that must move), 'of limit' its fraction of the GEMM rate or of "
+                 "the a+=b bandwidth timed in turn with the case"
                  + (f"; '1thr/Nthr' is compiled one-thread time over {h['threads']}-thread time"
                     if scaling else "")
                  + "; spread = IQR/median of the repeats; n/a = not available here.")
