@@ -13,6 +13,8 @@ Each target is a ratio measured within one run (the machines are shared and nois
   ``torch.optim.Adam``; the faster of torch in the bench's process and in its own process
   with its default settings), and at least 4x faster than the NumPy backend; the
   60,000-sample epoch <= 0.50x torch;
+* convolution forward+backward (``conv2d.fb.*``): at least 3x faster than the NumPy twin
+  on the LeNet shapes, 2.5x on the others;
 * compute-bound cases (marked ``gemm`` in ``dlcore/bench/cases.py``): at least 70% of the
   GFLOP/s of NumPy's float32 GEMM measured in the same run;
 * memory-bound cases (marked ``bandwidth``): at most 1.5x the time the bytes that must move
@@ -69,6 +71,12 @@ def targets(report):
                 f"compiled, {p['threads']} threads; torch under the same load: "
                 + ("n/a" if t is None else f"x{t:.2f}"))
     for c in cases.values():
+        if c["key"].startswith("conv2d.fb."):
+            r = c["metrics"].get("cython/numpy")
+            speedup = 1 / r if r else None
+            goal = 3.0 if ".lenet" in c["key"] else 2.5
+            add(f"{c['name']}: speedup over the NumPy twin", speedup, f">= {goal:g}x",
+                speedup is not None and speedup >= goal, "numpy time / compiled time")
         if c.get("target") == "gemm":
             f = c["metrics"].get("fraction_of_gemm")
             add(f"{c['name']}: fraction of measured GEMM GFLOP/s", f, ">= 0.70", f is not None and f >= 0.70,
