@@ -128,6 +128,11 @@ def _threaded(pool, threads, op, arrays):
     return lambda: list(pool.map(part, bounds))
 
 
+def _add(x, y):
+    """The floor's probe: an in-place update, 2 reads and 1 write per element."""
+    x += y
+
+
 def measure_limits(threads, quick=False):
     """Measure GEMM GFLOP/s and memory bandwidth now, with ``threads`` threads."""
     from ..train import blas_limit  # NumPy's BLAS held to the run's threads
@@ -160,9 +165,7 @@ def measure_limits(threads, quick=False):
         limits["copy_gbs"] = 2 * src.nbytes / min(times) / 1e9
         limits["copy_gbs_median"] = 2 * src.nbytes / t / 1e9
 
-        def add(x, y):
-            x += y
-        update = _threaded(pool, threads, add, (dst, src))
+        update = _threaded(pool, threads, _add, (dst, src))
         update()
         t, times = _median_time(update, repeats)
         limits["update_gbs"] = 3 * src.nbytes / min(times) / 1e9
@@ -172,7 +175,7 @@ def measure_limits(threads, quick=False):
         limits["copy_gbs_1thread"] = 2 * src.nbytes / min(times) / 1e9
         # The floor's probe on one thread: on a busy machine the kernels may run on fewer
         # threads than asked (dlcore.backends.threads.kernel_threads), the probe does not.
-        t, _ = _median_time(lambda: add(dst, src), repeats)
+        t, _ = _median_time(lambda: _add(dst, src), repeats)
         limits["update_gbs_1thread_median"] = 3 * src.nbytes / t / 1e9
     del src, dst
     # exact traffic count, median as the cases' times; see the docstring
@@ -190,10 +193,6 @@ def torch_gemm_gflops(threads, n=1536, repeats=3):
     torch.mm(a, b)
     _, times = _median_time(lambda: torch.mm(a, b), repeats)
     return 2.0 * n ** 3 / min(times) / 1e9
-
-
-def _add(x, y):
-    x += y
 
 
 class FloorProbe:
